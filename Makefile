@@ -1,0 +1,48 @@
+# reasonrl — every target sets up the virtual environment first when it is missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RECIPE ?= recipes/gsm8k/grpo-smollm2.yaml
+PYTEST := $(PY) -m pytest
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup run test test-fast test-slow lint format bench eval clean data
+
+$(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
+	./scripts/setup.sh
+
+setup: $(STAMP)
+
+run: $(STAMP)  ## train the default recipe on the embedded model (a few CPU minutes)
+	$(PY) -m reasonrl train $(RECIPE)
+
+test: $(STAMP)  ## everything CI runs: unit, integration, learning (slow ones included)
+	$(PYTEST) tests --ignore=tests/benchmarks
+
+test-fast: $(STAMP)  ## the quick tier only (no tests marked slow)
+	$(PYTEST) tests --ignore=tests/benchmarks -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)  ## side-by-side benchmarks against TRL, lm-eval-harness, CleanRL (ratios)
+	$(PY) -m tests.benchmarks
+
+eval: $(STAMP)  ## GSM8K evaluation of MODEL (default: embedded SmolLM2) on the real test set
+	$(PY) -m reasonrl eval --model $(or $(MODEL),smollm2-135m-instruct) --task gsm8k \
+		--data $(or $(DATA),../shared/data/gsm8k/test.jsonl) $(EVAL_ARGS)
+
+data: $(STAMP)  ## regenerate the committed synthetic sample in data/
+	$(PY) -m reasonrl data synthetic --n 200 --difficulty 1 4 --seed 0 --out data/synthetic_gsm8k.jsonl
+
+clean:
+	rm -rf outputs runs .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,61 @@
+"""Command line: ``reasonrl <command> ...`` and ``python -m reasonrl <command> ...``.
+
+Commands are added by the module that owns them; cli only dispatches. Nothing
+imports cli.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _data(args: argparse.Namespace) -> int:
+    from reasonrl.data.synthetic import generate, write_jsonl
+
+    low, high = args.difficulty if len(args.difficulty) == 2 else args.difficulty * 2
+    problems = generate(args.n, (low, high), seed=args.seed)
+    write_jsonl(problems, args.out)
+    print(f"wrote {len(problems)} problems (difficulty {low}-{high}, seed {args.seed}) to {args.out}")
+    return 0
+
+
+def _model(args: argparse.Namespace) -> int:
+    from reasonrl.models import resolve
+
+    print(resolve(args.name))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasonrl", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="generate synthetic GSM8K-style problems")
+    data.add_argument("kind", choices=["synthetic"])
+    data.add_argument("--n", type=int, default=200)
+    data.add_argument("--difficulty", type=int, nargs="+", default=[1, 4], help="level or low high")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--out", required=True)
+    data.set_defaults(func=_data)
+
+    model = commands.add_parser("model", help="resolve (and convert or build) a model, print its folder")
+    model.add_argument("name")
+    model.set_defaults(func=_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from reasonrl.models import ModelNotFoundError, load, resolve
+
+
+def test_unknown_name_lists_what_is_accepted():
+    with pytest.raises(ModelNotFoundError, match="tiny-llama.*smollm2|smollm2.*tiny-llama"):
+        resolve("no-such-model")
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        resolve(tmp_path)
+
+
+def test_unreachable_hub_id_fails_clearly():
+    with pytest.raises(ModelNotFoundError, match="could not load hub id 'someone/absent'"):
+        resolve("someone/absent")
+
+
+def test_tiny_model_is_deterministic_and_loads_from_its_folder(tiny_model_dir):
+    model, tokenizer = load("tiny-llama")
+    again, _ = load(tiny_model_dir)  # the folder works as well as the name
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    text = "Q: 3+4=?\n#### 7"
+    assert tokenizer.decode(tokenizer(text).input_ids) == text
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert prompt == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert model.config.eos_token_id == tokenizer.eos_token_id
+
+
+@pytest.mark.slow
+def test_embedded_safetensors_equal_gguf_logits(smollm_dir):
+    from reasonrl.models.embedded import load_from_gguf
+
+    model, tokenizer = load("smollm2-135m-instruct")
+    gguf_model, gguf_tokenizer = load_from_gguf(torch.float32)
+    text = "A baker fills 14 trays with 9 rolls each. How many rolls are there?"
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    assert torch.equal(ids, gguf_tokenizer(text, return_tensors="pt").input_ids)
+    with torch.no_grad():
+        ours, reference = model(ids).logits, gguf_model(ids).logits
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
+    assert "safetensors" in {p.suffix.lstrip(".") for p in smollm_dir.iterdir()}
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
+
+
+def test_hub_id_of_smollm2_falls_back_to_embedded(smollm_dir):
+    assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct") == smollm_dir
