@@ -17,7 +17,8 @@ def _data(args: argparse.Namespace) -> int:
     low, high = args.difficulty if len(args.difficulty) == 2 else args.difficulty * 2
     problems = generate(args.n, (low, high), seed=args.seed)
     write_jsonl(problems, args.out)
-    print(f"wrote {len(problems)} problems (difficulty {low}-{high}, seed {args.seed}) to {args.out}")
+    print(f"wrote {len(problems)} problems (difficulty {low}-{high}, seed {args.seed})")
+    print(f"to {args.out}")
     return 0
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--out", required=True)
     data.set_defaults(func=_data)
 
-    model = commands.add_parser("model", help="resolve (and convert or build) a model, print its folder")
+    model = commands.add_parser("model", help="resolve a model (converting once), print its folder")
     model.add_argument("name")
     model.set_defaults(func=_model)
     return parser

@@ -120,7 +120,7 @@ def load_gsm8k(source: str | Path, split: str = "test", limit: int | None = None
         dataset = load_dataset(str(source), HUB_IDS.get(str(source)), split=split)
         rows = [(row, f"{source}[{split}] record {i}") for i, row in enumerate(dataset)]
     else:
-        raise FileNotFoundError(f"GSM8K source {str(source)!r} is neither a file, a folder nor a hub id")
+        raise FileNotFoundError(f"GSM8K source {str(source)!r} is no file, folder or hub id")
     if limit is not None:
         rows = rows[:limit]
     return [to_problem(row, where) for row, where in rows]

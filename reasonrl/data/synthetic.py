@@ -19,10 +19,45 @@ from pathlib import Path
 
 from reasonrl.data.gsm8k import Problem, parse_answer
 
-NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jamal",
-         "Kira", "Liam", "Mei", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sami", "Tess"]
-ITEMS = ["apples", "marbles", "stickers", "pencils", "cookies", "stamps", "shells", "cards",
-         "books", "coins", "eggs", "candles", "beads", "tickets", "plums"]
+NAMES = [
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jamal",
+    "Kira",
+    "Liam",
+    "Mei",
+    "Noah",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tess",
+]
+ITEMS = [
+    "apples",
+    "marbles",
+    "stickers",
+    "pencils",
+    "cookies",
+    "stamps",
+    "shells",
+    "cards",
+    "books",
+    "coins",
+    "eggs",
+    "candles",
+    "beads",
+    "tickets",
+    "plums",
+]
 FRIENDS = ["a friend", "a classmate", "a neighbour", "the teacher", "a cousin"]
 MAX_DIFFICULTY = 6
 
@@ -39,14 +74,19 @@ def _step(rng: random.Random, value: int, name: str, item: str, scale: int):
     if kind == "add":
         b = rng.randint(1, scale)
         new = value + b
-        text = rng.choice([f"{name} buys {b} more {item}.", f"{name} finds {b} more {item}.",
-                           f"A friend gives {name} {b} {item}."])
-        line = f"After getting {b} more, {name} has {value} + {b} = <<{value}+{b}={new}>>{new} {item}."
+        text = rng.choice(
+            [
+                f"{name} buys {b} more {item}.",
+                f"{name} finds {b} more {item}.",
+                f"A friend gives {name} {b} {item}.",
+            ]
+        )
+        line = f"Adding {b} gives {value} + {b} = <<{value}+{b}={new}>>{new} {item}."
     elif kind == "sub":
         b = rng.randint(1, value - 1)
         new = value - b
         text = f"{name} gives {b} {item} to {rng.choice(FRIENDS)}."
-        line = f"After giving {b} away, {name} has {value} - {b} = <<{value}-{b}={new}>>{new} {item}."
+        line = f"Giving {b} away leaves {value} - {b} = <<{value}-{b}={new}>>{new} {item}."
     elif kind == "mul":
         k = rng.choice([2, 3, 4]) if value < 50 * scale else 2
         new = value * k

@@ -15,7 +15,7 @@ CACHE_ENV = "REASONRL_CACHE"
 
 
 def cache_dir() -> Path:
-    """The cache root: ``$REASONRL_CACHE``, else ``$XDG_CACHE_HOME/reasonrl``, else ``~/.cache/reasonrl``."""
+    """Cache root: ``$REASONRL_CACHE``, else ``$XDG_CACHE_HOME/reasonrl`` (``~/.cache``)."""
     if os.environ.get(CACHE_ENV):
         root = Path(os.environ[CACHE_ENV])
     else:

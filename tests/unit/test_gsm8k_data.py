@@ -69,7 +69,7 @@ def test_json_array_file(tmp_path):
 
 
 def test_missing_source():
-    with pytest.raises(FileNotFoundError, match="neither a file"):
+    with pytest.raises(FileNotFoundError, match="no file, folder or hub id"):
         load_gsm8k("/nonexistent/gsm8k.jsonl")
 
 

@@ -13,8 +13,12 @@ def _replay(solution: str) -> int:
     """Re-do every arithmetic line of a solution and return the last result."""
     value = None
     for a, op, b, result in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)", solution):
-        expected = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b),
-                    "/": int(a) // int(b)}[op]
+        expected = {
+            "+": int(a) + int(b),
+            "-": int(a) - int(b),
+            "*": int(a) * int(b),
+            "/": int(a) // int(b),
+        }[op]
         assert int(result) == expected, solution
         if op == "/":
             assert int(a) % int(b) == 0
