@@ -1,0 +1,57 @@
+"""reasonrl.losses: pure tensor functions shared by the LLM trainers and the control agents.
+
+One module per family; every function states its equation, its paper, and the
+shape and time index of each argument. Nothing here knows about models, trainers
+or configs: the module imports only torch.
+
+    advantages   discounted returns, GAE, group-relative (GRPO / Dr. GRPO), RLOO, V-trace
+    policy       importance ratio, clipped surrogate (clip-higher, dual clip), KL k1/k2/k3,
+                 entropy, per-token log-probs
+    aggregation  masked means and the GRPO loss types' token aggregation
+    value        clipped value loss, soft Bellman target, SAC temperature, soft value
+    preference   DPO, cDPO, IPO, hinge, robust DPO
+"""
+
+from reasonrl.losses.advantages import (
+    VTraceOutput,
+    discounted_returns,
+    generalized_advantage_estimation,
+    group_advantages,
+    rloo_advantages,
+    vtrace,
+)
+from reasonrl.losses.aggregation import LOSS_TYPE_AGGREGATION, aggregate_tokens, masked_mean
+from reasonrl.losses.policy import (
+    SurrogateOutput,
+    clipped_surrogate,
+    entropy_from_logits,
+    importance_ratio,
+    kl_estimate,
+    token_logprobs,
+)
+from reasonrl.losses.preference import DPOOutput, dpo_loss
+from reasonrl.losses.value import sac_temperature_loss, soft_bellman_target, soft_value, value_loss
+
+__all__ = [
+    "LOSS_TYPE_AGGREGATION",
+    "DPOOutput",
+    "SurrogateOutput",
+    "VTraceOutput",
+    "aggregate_tokens",
+    "clipped_surrogate",
+    "discounted_returns",
+    "dpo_loss",
+    "entropy_from_logits",
+    "generalized_advantage_estimation",
+    "group_advantages",
+    "importance_ratio",
+    "kl_estimate",
+    "masked_mean",
+    "rloo_advantages",
+    "sac_temperature_loss",
+    "soft_bellman_target",
+    "soft_value",
+    "token_logprobs",
+    "value_loss",
+    "vtrace",
+]

@@ -1,0 +1,184 @@
+"""Policy losses: importance ratios, the clipped surrogate, KL estimators, entropy.
+
+Token tensors are batch-first ``[B, T]`` (sequences × completion tokens); for the
+control agents ``B·T`` is simply a flat batch of transitions and ``[N]`` works
+as well. Every function returns *per-element* values: reduce them with
+:mod:`reasonrl.losses.aggregation`, which is where masks and loss types live.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+
+from reasonrl.losses._checks import check_float, check_shapes
+
+KLEstimator = Literal["k1", "k2", "k3"]
+
+
+def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """r_t = π_θ(a_t|s_t) / π_old(a_t|s_t) = exp(log π_θ − log π_old), same shape as inputs."""
+    check_shapes(logp=logp, old_logp=old_logp)
+    return torch.exp(logp - old_logp)
+
+
+class SurrogateOutput(NamedTuple):
+    loss: torch.Tensor  # per-element loss to minimise, shape of logp
+    ratio: torch.Tensor  # r_t, detached
+    is_clipped: torch.Tensor  # bool: the clipped branch was taken (its gradient is zero)
+
+
+def _broadcast_advantages(advantages: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    check_float("advantages", advantages)
+    if advantages.shape == logp.shape:
+        return advantages
+    if advantages.dim() == 1 and logp.dim() == 2 and advantages.shape[0] == logp.shape[0]:
+        return advantages.unsqueeze(1)  # one advantage per sequence, shared by its tokens
+    raise ValueError(
+        f"advantages must have the shape of logp {tuple(logp.shape)} or one value per "
+        f"sequence [{logp.shape[0]}], got {tuple(advantages.shape)}"
+    )
+
+
+def clipped_surrogate(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    epsilon_low: float = 0.2,
+    epsilon_high: float | None = None,
+    dual_clip: float | None = None,
+) -> SurrogateOutput:
+    """PPO's clipped surrogate (Schulman et al. 2017, arXiv:1707.06347, eq. 7), as a loss.
+
+        L_t = − min(r_t A_t, clip(r_t, 1 − ε_low, 1 + ε_high) A_t)
+
+    ε_high > ε_low is DAPO's clip-higher (Yu et al. 2025, arXiv:2503.14476). With
+    ``dual_clip = c > 1`` (Ye et al. 2020, arXiv:1912.09729) negative advantages are
+    also bounded from below: L_t = min(L_t, −c A_t) when A_t < 0.
+
+    Args:
+      logp: log π_θ(a_t|s_t), [B, T] or [N]; carries the gradient.
+      old_logp: log π_old(a_t|s_t) of the policy that sampled, same shape (a constant).
+      advantages: A_t, same shape as logp, or [B] (one per sequence) for [B, T] inputs.
+      epsilon_low, epsilon_high: clip range; epsilon_high defaults to epsilon_low.
+      dual_clip: c > 1, or None.
+    Returns:
+      SurrogateOutput(loss, ratio, is_clipped), each shaped like logp.
+    """
+    check_shapes(logp=logp, old_logp=old_logp)
+    advantages = _broadcast_advantages(advantages, logp)
+    epsilon_high = epsilon_low if epsilon_high is None else epsilon_high
+    if epsilon_low < 0 or epsilon_high < 0:
+        raise ValueError(f"clip ranges must be >= 0, got {epsilon_low}, {epsilon_high}")
+    ratio = torch.exp(logp - old_logp.detach())
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - epsilon_low, 1.0 + epsilon_high) * advantages
+    loss = -torch.min(unclipped, clipped)
+    is_clipped = clipped < unclipped
+    if dual_clip is not None:
+        if dual_clip <= 1.0:
+            raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+        cap = -dual_clip * advantages  # the loss of a negative advantage never exceeds −c A
+        dual = (advantages < 0) & (loss > cap)
+        loss = torch.where(dual, cap, loss)
+        is_clipped = is_clipped | dual
+    return SurrogateOutput(loss=loss, ratio=ratio.detach(), is_clipped=is_clipped)
+
+
+def kl_estimate(
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    estimator: KLEstimator = "k3",
+    sampling_logp: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-sample estimate of KL(π_θ ‖ π_ref) from tokens sampled by π_θ (J. Schulman,
+    "Approximating KL divergence", 2020). With log ρ = log π_ref − log π_θ:
+
+        k1 = −log ρ                  (unbiased, high variance, can be negative)
+        k2 = ½ (log ρ)²              (biased, low variance)
+        k3 = ρ − 1 − log ρ           (unbiased, ≥ 0; GRPO's and TRL's choice)
+
+    When the tokens were sampled by another policy μ (the rollout policy of an
+    earlier iteration), pass ``sampling_logp = log μ``: each estimate is then weighted
+    by π_θ/μ (with gradient), which keeps it unbiased for KL(π_θ ‖ π_ref). This is
+    TRL's ``use_bias_correction_kl`` (on by default in TRL 1.16).
+
+    Args:
+      logp: log π_θ of the sampled tokens, [B, T] or [N].
+      ref_logp: log π_ref of the same tokens, same shape.
+      estimator: "k1", "k2" or "k3".
+      sampling_logp: log μ of the same tokens, or None when μ = π_θ.
+    Returns:
+      per-element KL estimate, same shape.
+    """
+    check_shapes(logp=logp, ref_logp=ref_logp)
+    log_rho = ref_logp - logp
+    if estimator == "k1":
+        kl = -log_rho
+    elif estimator == "k2":
+        kl = 0.5 * log_rho**2
+    elif estimator == "k3":
+        kl = torch.exp(log_rho) - 1.0 - log_rho
+    else:
+        raise ValueError(f"estimator must be 'k1', 'k2' or 'k3', got {estimator!r}")
+    if sampling_logp is not None:
+        kl = kl * importance_ratio(logp, sampling_logp.detach())
+    return kl
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
+    """Entropy H = logsumexp(z) − Σ_v softmax(z)_v z_v of each row of logits (nats).
+
+    Rows are processed ``chunk_size`` at a time so a [B, T, V] tensor never needs a
+    second full-size softmax copy.
+
+    Args:
+      logits: z, [..., V].
+    Returns:
+      H, [...].
+    """
+    check_float("logits", logits)
+    flat = logits.reshape(-1, logits.shape[-1])
+    out = []
+    for chunk in flat.split(chunk_size):
+        probs = torch.softmax(chunk, dim=-1)
+        out.append(torch.logsumexp(chunk, dim=-1) - (probs * chunk).sum(-1))
+    if not out:
+        return logits.new_zeros(logits.shape[:-1])
+    return torch.cat(out).view(logits.shape[:-1])
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log π(token) = z_token / τ − logsumexp(z / τ), without a full log-softmax copy.
+
+    Gathering the chosen logit and subtracting the logsumexp keeps memory at one
+    [..., V] tensor (the logits) instead of two. In bf16/fp16 the logsumexp runs row
+    by row in float32, because a half-precision logsumexp over 49k entries loses
+    the digits that distinguish near-equal log-probs.
+
+    Args:
+      logits: z, [..., V] (for a causal LM: the logits that *predict* each token).
+      tokens: token ids, [...] (long).
+      temperature: τ used when sampling; the log-probs are those of the sampling
+        distribution softmax(z / τ).
+    Returns:
+      log-probs, [...], in logits' dtype (float32 for half inputs).
+    """
+    check_float("logits", logits)
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens must be integer ids, got {tokens.dtype}")
+    if logits.shape[:-1] != tokens.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} must be tokens {tuple(tokens.shape)} plus a vocab axis"
+        )
+    if temperature != 1.0:
+        logits = logits / temperature
+    index = tokens.long().unsqueeze(-1)
+    if logits.dtype in (torch.float32, torch.float64):
+        return logits.gather(-1, index).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    rows = [
+        row.float().gather(-1, idx).squeeze(-1) - torch.logsumexp(row.float(), dim=-1)
+        for row, idx in zip(logits, index, strict=True)
+    ]
+    return torch.stack(rows)
