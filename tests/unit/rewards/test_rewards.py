@@ -1,0 +1,77 @@
+import logging
+
+import pytest
+import torch
+
+from reasonrl.rewards import RewardSet, RewardSpec, available, build_reward, register
+from reasonrl.rewards.format import overlong_penalty
+
+
+def test_registry_lists_builtins_and_suggests_names():
+    assert {"gsm8k", "math", "format", "length", "teacher_logprob", "judge", "program"} <= set(available())
+    with pytest.raises(KeyError, match="unknown reward 'gsm8kk'. Did you mean 'gsm8k'"):
+        build_reward("gsm8kk")
+    with pytest.raises(TypeError, match="reward 'format': bad options"):
+        build_reward("format", nonsense=1)
+
+
+def test_spec_from_recipe_entry():
+    spec = RewardSpec.from_dict({"name": "format", "weight": 0.5, "preset": "think"})
+    assert (spec.name, spec.weight, spec.options) == ("format", 0.5, {"preset": "think"})
+    with pytest.raises(ValueError, match="needs a 'name'"):
+        RewardSpec.from_dict({"weight": 1})
+
+
+def test_format_presets():
+    fmt = build_reward("format", preset="gsm8k")
+    assert fmt(["3 + 4 = 7\n#### 7", "#### 1,000 ", "#### 7 apples", "7"]) == [1.0, 1.0, 0.0, 0.0]
+    think = build_reward("format", preset="think")
+    assert think(["<think>hm</think> <answer>4</answer>", "<answer>4</answer>"]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_reward("format", preset="xml")
+
+
+def test_overlong_penalty_dapo():
+    # L_max = 100, L_cache = 20: flat until 80, linear to -1 at 100, -1 beyond
+    assert [overlong_penalty(n, 100, 20) for n in (10, 80, 90, 100, 101)] == [0.0, 0.0, -0.5, -1.0, -1.0]
+    reward = build_reward("length", max_length=100, cache=20)
+    assert reward(["a", "b"], completion_lengths=[50, 90]) == [0.0, -0.5]
+
+
+def test_math_verify_equivalence():
+    reward = build_reward("math")
+    completions = ["so the result is $\\boxed{\\frac{1}{2}}$", "The answer is 0.5", "\\boxed{3}", "nothing"]
+    assert reward(completions, answer=["1/2", "\\frac{1}{2}", "4", "2"]) == [1.0, 1.0, 0.0, 0.0]
+
+
+@register("test_flaky")
+def _flaky():
+    def reward(completions, **_):
+        return [1.0 / (len(c) - 3) for c in completions]  # "abc" divides by zero
+
+    return reward
+
+
+def test_a_failing_reward_scores_zero_counts_and_logs_once(caplog):
+    rewards = RewardSet([RewardSpec("test_flaky", 2.0), RewardSpec("format", 1.0, {"preset": "gsm8k"})])
+    with caplog.at_level(logging.ERROR):
+        scores = rewards(["abcd", "abc", "abc", "#### 5"])
+        rewards(["abc"])
+    torch.testing.assert_close(scores.per_reward["test_flaky"], torch.tensor([1.0, 0.0, 0.0, 1 / 3]))
+    assert scores.errors == {"test_flaky": 2, "format": 0}
+    torch.testing.assert_close(scores.total, torch.tensor([2.0, 0.0, 0.0, 2 / 3 + 1]))
+    assert sum("ZeroDivisionError" in r.message for r in caplog.records) == 1
+
+
+def test_non_finite_rewards_are_failures():
+    @register("test_nan")
+    def _nan():
+        return lambda completions, **_: [float("nan") if c == "x" else 1.0 for c in completions]
+
+    scores = RewardSet([RewardSpec("test_nan")])(["x", "y"])
+    assert scores.per_reward["test_nan"].tolist() == [0.0, 1.0] and scores.errors["test_nan"] == 1
+
+
+def test_column_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="column 'answer' has 1 values for 2 completions"):
+        RewardSet([RewardSpec("gsm8k")])(["#### 1", "#### 2"], answer=["1"])
