@@ -82,8 +82,12 @@ def teacher_logprob_reward(
     return reward
 
 
-def _first_tokens(tokenizer, words: list[str]) -> list[int]:
-    return sorted({tokenizer(w, add_special_tokens=False).input_ids[0] for w in words})
+def _verdict_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """First tokens of the yes and no spellings; a token both start with (a bare space
+    under a character tokenizer) says nothing about the verdict and is dropped."""
+    first = lambda words: {tokenizer(w, add_special_tokens=False).input_ids[0] for w in words}  # noqa: E731
+    yes, no = first(["Yes", "yes", " Yes", " yes"]), first(["No", "no", " No", " no"])
+    return sorted(yes - no), sorted(no - yes)
 
 
 @register("judge")
@@ -100,8 +104,7 @@ def judge_reward(
 
     def reward(completions: list[str], prompts: list[str], question: list[str] | None = None, **_):
         _, tokenizer = teacher.loaded
-        yes = _first_tokens(tokenizer, ["Yes", "yes", " Yes", " yes"])
-        no = _first_tokens(tokenizer, ["No", "no", " No", " no"])
+        yes, no = _verdict_tokens(tokenizer)
         questions = question or prompts
         scores = []
         for q, completion in zip(questions, completions, strict=True):

@@ -25,6 +25,7 @@ class SamplingConfig:
     top_p: float = 1.0
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)  # stop strings; removed from the text, kept in the ids
+    ignore_eos: bool = False  # always generate max_tokens (benchmarks)
 
     def __post_init__(self):
         if self.n < 1:

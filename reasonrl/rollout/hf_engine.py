@@ -20,10 +20,11 @@ class HFEngine:
     for RL, as the trainers do).
     """
 
-    def __init__(self, model, tokenizer, seed: int = 0, micro_batch: int = 16):
+    def __init__(self, model, tokenizer, seed: int = 0, generation_batch: int = 64, micro_batch: int = 16):
         self.model = model
         self.tokenizer = tokenizer
-        self.micro_batch = micro_batch
+        self.generation_batch = generation_batch  # completions per generate() call
+        self.micro_batch = micro_batch  # rows per log-prob forward pass
         self.generator_seed = seed
         self._calls = 0
 
@@ -45,8 +46,9 @@ class HFEngine:
         self._calls += 1
         out_prompts, out_ids, groups, reasons, out_texts = [], [], [], [], []
         try:
-            for start in range(0, len(prompt_ids), max(1, self.micro_batch // sampling.n)):
-                chunk = prompt_ids[start : start + max(1, self.micro_batch // sampling.n)]
+            per_call = max(1, self.generation_batch // sampling.n)
+            for start in range(0, len(prompt_ids), per_call):
+                chunk = prompt_ids[start : start + per_call]
                 for offset, completion in enumerate(self._generate_chunk(chunk, sampling)):
                     g = start + offset // sampling.n
                     ids, reason, text = completion
@@ -86,6 +88,8 @@ class HFEngine:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.stop:
             kwargs.update(stop_strings=sampling.stop, tokenizer=tok)
+        if sampling.ignore_eos:
+            kwargs.update(min_new_tokens=sampling.max_tokens)
         sequences = self.model.generate(
             input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask), **kwargs
         )[:, P:]
@@ -95,23 +99,22 @@ class HFEngine:
                 ids, reason = row[: row.index(tok.eos_token_id) + 1], "stop"
             # A row that stopped on a stop string is padded after it, and the pad token may
             # be the eos token: cut at the shortest prefix that holds a stop string.
+            # (Rows that ran to max_tokens are never padded: any pad token in them was sampled.)
             k = self._stop_prefix(ids, sampling.stop)
             if k is not None:
                 ids, reason = ids[:k], "stop"
-            elif reason == "length":
-                while ids and ids[-1] == tok.pad_token_id:
-                    ids = ids[:-1]
             text, _ = cut_at_stop(tok.decode(ids, skip_special_tokens=True), sampling.stop)
             yield ids, reason, text
 
     def _stop_prefix(self, ids: list[int], stop: list[str]) -> int | None:
         """Length of the shortest prefix of ``ids`` whose text contains a stop string."""
-        if not stop or not cut_at_stop(self.tokenizer.decode(ids), stop)[1]:
+        decode = lambda part: self.tokenizer.decode(part, skip_special_tokens=True)  # noqa: E731
+        if not stop or not cut_at_stop(decode(ids), stop)[1]:
             return None
         low, high = 1, len(ids)  # containment only grows with the prefix: binary search
         while low < high:
             mid = (low + high) // 2
-            if cut_at_stop(self.tokenizer.decode(ids[:mid]), stop)[1]:
+            if cut_at_stop(decode(ids[:mid]), stop)[1]:
                 high = mid
             else:
                 low = mid + 1

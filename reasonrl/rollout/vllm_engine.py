@@ -132,6 +132,7 @@ class VLLMEngine:
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=sampling.stop or None,
+            ignore_eos=sampling.ignore_eos,
             logprobs=0,  # the sampled token's log-prob only
             detokenize=bool(sampling.stop),  # vLLM needs the text to find stop strings
         )

@@ -1,0 +1,67 @@
+"""Rollout tokens per second: vLLM engine vs HF engine, SmolLM2-135M, one run.
+
+Both engines get the same chat prompt and sample N completions of exactly 128 new
+tokens (eos ignored), temperature 1.0, and return token ids and sampling log-probs.
+vLLM runs bf16 (its fast path on CPU); HF runs bf16 and fp32. Each configuration is
+warmed up once, then timed. Target (issue 4): vLLM >= 2x HF at 128 completions.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import torch
+
+from reasonrl.models import load, resolve
+from reasonrl.rollout import SamplingConfig, make_engine
+from tests.benchmarks.common import save, table
+
+PROMPT = [{"role": "user", "content": "A baker fills 14 trays with 9 rolls each and sells all but 17 rolls. "
+           "How many rolls does the baker sell? Think step by step."}]  # fmt: skip
+SIZES = [int(n) for n in os.environ.get("BENCH_ROLLOUT_SIZES", "32,128").split(",")]
+TOKENS = 128
+
+
+def measure(engine, n: int) -> float:
+    sampling = SamplingConfig(n=n, temperature=1.0, max_tokens=TOKENS, ignore_eos=True)
+    engine.generate([PROMPT], SamplingConfig(n=2, max_tokens=8))  # warm-up
+    start = time.perf_counter()
+    batch = engine.generate([PROMPT], sampling)
+    seconds = time.perf_counter() - start
+    tokens = int(batch.completion_lengths.sum())
+    assert tokens == n * TOKENS, tokens
+    return tokens / seconds
+
+
+def main() -> None:
+    name = "smollm2-135m-instruct"
+    rows, results = [], {}
+    vllm_model, tokenizer = load(name, dtype="bfloat16")
+    engine = make_engine("vllm", None, tokenizer, model_dir=str(resolve(name)), dtype="bfloat16",
+                         max_model_len=512, kv_cache_gib=2)  # fmt: skip
+    for n in SIZES:
+        results[f"vllm_bf16_{n}"] = measure(engine, n)
+    del engine, vllm_model
+    gc.collect()
+    for dtype in ("bfloat16", "float32"):
+        model, tokenizer = load(name, dtype=dtype)
+        hf = make_engine("hf", model, tokenizer)
+        hf.generation_batch = max(SIZES)
+        for n in SIZES:
+            results[f"hf_{dtype[:4].replace('floa', 'fp32')}_{n}"] = measure(hf, n)
+        del model, hf
+        gc.collect()
+    for n in SIZES:
+        v, hb, hf32 = results[f"vllm_bf16_{n}"], results[f"hf_bflo_{n}"], results[f"hf_fp32_{n}"]
+        rows.append({"completions": n, "vLLM bf16 tok/s": f"{v:.0f}", "HF bf16 tok/s": f"{hb:.0f}",
+                     "HF fp32 tok/s": f"{hf32:.0f}", "vLLM/HF bf16": f"{v / hb:.2f}x",
+                     "vLLM/HF fp32": f"{v / hf32:.2f}x"})  # fmt: skip
+    table(rows)
+    print(f"threads: {torch.get_num_threads()}; target: vLLM >= 2x HF at 128 completions")
+    save("rollout_throughput", {"tokens_per_completion": TOKENS, "tokens_per_second": results, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

