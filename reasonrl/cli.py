@@ -29,6 +29,20 @@ def _model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from reasonrl.config import RecipeError, load_recipe
+    from reasonrl.trainers import train
+    from reasonrl.trainers.recipe import Recipe
+
+    try:
+        recipe = load_recipe(Recipe, args.recipe, args.overrides)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    train(recipe)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -41,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--out", required=True)
     data.set_defaults(func=_data)
+
+    train = commands.add_parser(
+        "train",
+        help="train a recipe (GRPO, PPO or DPO)",
+        description="Train a recipe. Any recipe key can be overridden: --grpo.beta 0.02, "
+        "--beta 0.02 (unique, or in the recipe's algorithm section), --resume.",
+    )
+    train.add_argument("recipe", help="a YAML recipe, e.g. recipes/gsm8k/grpo-smollm2.yaml")
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value ... overrides")
+    train.set_defaults(func=_train)
 
     model = commands.add_parser("model", help="resolve a model (converting once), print its folder")
     model.add_argument("name")

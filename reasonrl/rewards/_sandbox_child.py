@@ -74,10 +74,33 @@ def limit(memory: int, cpu: int) -> None:
 def audit_hook(workdir: str):
     workdir = os.path.realpath(workdir)
     inside = lambda p: os.path.realpath(os.fsdecode(p)).startswith(workdir + os.sep)  # noqa: E731
-    forbidden = ("os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-                 "subprocess.Popen", "socket.", "ctypes.", "os.kill", "os.killpg", "pty.")  # fmt: skip
-    path_events = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link",
-                   "os.chmod", "os.chown", "os.truncate", "os.utime", "shutil.rmtree"}  # fmt: skip
+    forbidden = (
+        "os.fork",
+        "os.forkpty",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "subprocess.Popen",
+        "socket.",
+        "ctypes.",
+        "os.kill",
+        "os.killpg",
+        "pty.",
+    )
+    path_events = {
+        "os.remove",
+        "os.rename",
+        "os.rmdir",
+        "os.mkdir",
+        "os.symlink",
+        "os.link",
+        "os.chmod",
+        "os.chown",
+        "os.truncate",
+        "os.utime",
+        "shutil.rmtree",
+    }
 
     def hook(event, args):
         if event.startswith(forbidden):

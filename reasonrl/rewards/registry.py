@@ -97,8 +97,10 @@ class RewardSet:
         self.specs = specs
         self.fns = [build_reward(s.name, **s.options) for s in specs]
         self._logged: set[str] = set()
-        self.keys = [s.name if [t.name for t in specs].count(s.name) == 1 else f"{s.name}_{i}"
-                     for i, s in enumerate(specs)]  # fmt: skip
+        self.keys = [
+            s.name if [t.name for t in specs].count(s.name) == 1 else f"{s.name}_{i}"
+            for i, s in enumerate(specs)
+        ]
 
     def __call__(self, completions: list[str], **columns) -> RewardScores:
         n = len(completions)

@@ -82,13 +82,28 @@ def run_program(code: str, tests: list[str], timeout: float = 5.0, memory_mb: in
         if root:
             os.chown(workdir, uid, uid)
             os.chmod(workdir, 0o700)
-        command = [sys.executable, "-I", "-S", "-B", str(CHILD), str(workdir), str(write_fd), str(uid),
-                   str(memory_mb * 2**20), str(max(1, int(timeout) + 1))]  # fmt: skip
+        command = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-B",
+            str(CHILD),
+            str(workdir),
+            str(write_fd),
+            str(uid),
+            str(memory_mb * 2**20),
+            str(max(1, int(timeout) + 1)),
+        ]
         proc = subprocess.Popen(
-            command, cwd=workdir, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, pass_fds=(write_fd,),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            command,
+            cwd=workdir,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         os.close(write_fd)
         write_fd = None
         data, timed_out = _read_until(read_fd, time.monotonic() + timeout)

@@ -48,9 +48,12 @@ class Teacher:
 
 @register("teacher_logprob")
 def teacher_logprob_reward(
-    model: str, dtype: str = "float32", batch_size: int = 8, empty_value: float = -10.0,
+    model: str,
+    dtype: str = "float32",
+    batch_size: int = 8,
+    empty_value: float = -10.0,
     trust_remote_code: bool = False,
-):  # fmt: skip
+):
     """Mean per-token log-prob of the completion under the teacher, given the prompt.
 
     ``empty_value`` scores empty completions (otherwise the best score would be free).
@@ -62,8 +65,9 @@ def teacher_logprob_reward(
         scores = []
         for start in range(0, len(completions), batch_size):
             pairs = []
-            for prompt, completion in zip(prompts[start : start + batch_size],
-                                          completions[start : start + batch_size], strict=True):  # fmt: skip
+            for prompt, completion in zip(
+                prompts[start : start + batch_size], completions[start : start + batch_size], strict=True
+            ):
                 p = tokenizer(prompt, add_special_tokens=False).input_ids
                 c = tokenizer(completion, add_special_tokens=False).input_ids
                 pairs.append((p, c))
@@ -92,8 +96,11 @@ def _verdict_tokens(tokenizer) -> tuple[list[int], list[int]]:
 
 @register("judge")
 def judge_reward(
-    model: str, template: str = JUDGE_TEMPLATE, dtype: str = "float32", trust_remote_code: bool = False,
-):  # fmt: skip
+    model: str,
+    template: str = JUDGE_TEMPLATE,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+):
     """P(yes) of a teacher asked whether the completion is correct.
 
     The verdict prompt (``template``, with ``{question}`` and ``{completion}``) goes

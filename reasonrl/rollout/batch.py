@@ -69,8 +69,14 @@ class Rollouts:
         pad_token_id: int,
     ) -> Rollouts:
         n = len(completion_ids)
-        per_completion = dict(prompt_ids=prompt_ids, logprobs=logprobs, group_ids=group_ids, prompts=prompts,
-                              texts=texts, finish_reasons=finish_reasons)  # fmt: skip
+        per_completion = dict(
+            prompt_ids=prompt_ids,
+            logprobs=logprobs,
+            group_ids=group_ids,
+            prompts=prompts,
+            texts=texts,
+            finish_reasons=finish_reasons,
+        )
         for name, seq in per_completion.items():
             if len(seq) != n:
                 raise ValueError(f"{name} has {len(seq)} entries for {n} completions")
@@ -94,7 +100,13 @@ class Rollouts:
                 c_mask[i, : len(c)] = True
                 c_lp[i, : len(c)] = torch.tensor(logprobs[i], dtype=torch.float32)
         return cls(
-            prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids, completion_mask=c_mask,
-            sampling_logprobs=c_lp, group_ids=torch.tensor(group_ids, dtype=torch.long),
-            prompts=list(prompts), texts=list(texts), finish_reasons=list(finish_reasons),
-        )  # fmt: skip
+            prompt_ids=p_ids,
+            prompt_mask=p_mask,
+            completion_ids=c_ids,
+            completion_mask=c_mask,
+            sampling_logprobs=c_lp,
+            group_ids=torch.tensor(group_ids, dtype=torch.long),
+            prompts=list(prompts),
+            texts=list(texts),
+            finish_reasons=list(finish_reasons),
+        )

@@ -47,6 +47,8 @@ class RolloutEngine(Protocol):
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 def render_prompt(tokenizer, prompt: Prompt) -> str:
     """The text the model sees: raw strings as they are, chat messages through the template."""

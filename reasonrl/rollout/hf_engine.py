@@ -14,19 +14,23 @@ from reasonrl.rollout.engine import Prompt, SamplingConfig, cut_at_stop, encode_
 class HFEngine:
     """Samples with ``model.generate`` on the trainer's own model (no weight copy needed).
 
+    Sampling draws from torch's global generator: seed it (``torch.manual_seed``)
+    before ``generate`` for reproducible samples, as the trainers do every step.
+
     Sampling log-probs are recomputed with one forward pass after generation: keeping
     ``generate``'s per-step scores would cost N × V × steps floats. They are the
     log-probs of softmax(z / τ); top-p truncation is not reflected (use top_p = 1
     for RL, as the trainers do).
     """
 
-    def __init__(self, model, tokenizer, seed: int = 0, generation_batch: int = 64, micro_batch: int = 16):
+    def __init__(self, model, tokenizer, generation_batch: int = 64, micro_batch: int = 16):
         self.model = model
         self.tokenizer = tokenizer
         self.generation_batch = generation_batch  # completions per generate() call
         self.micro_batch = micro_batch  # rows per log-prob forward pass
-        self.generator_seed = seed
-        self._calls = 0
+
+    def close(self) -> None:
+        """Nothing to release: the model belongs to the caller."""
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load weights into the engine's model (a no-op when it *is* the trainer's model)."""
@@ -42,8 +46,6 @@ class HFEngine:
         texts, prompt_ids = encode_prompts(tok, prompts)
         was_training = self.model.training
         self.model.eval()
-        torch.manual_seed(self.generator_seed + self._calls)
-        self._calls += 1
         out_prompts, out_ids, groups, reasons, out_texts = [], [], [], [], []
         try:
             per_call = max(1, self.generation_batch // sampling.n)
@@ -58,14 +60,24 @@ class HFEngine:
                     reasons.append(reason)
                     out_texts.append(text)
             batch = Rollouts.from_lists(
-                out_prompts, out_ids, [[0.0] * len(c) for c in out_ids], groups,
-                [texts[g] for g in groups], out_texts, reasons, tok.pad_token_id,
-            )  # fmt: skip
+                out_prompts,
+                out_ids,
+                [[0.0] * len(c) for c in out_ids],
+                groups,
+                [texts[g] for g in groups],
+                out_texts,
+                reasons,
+                tok.pad_token_id,
+            )
             logps, _ = completion_logprobs(
-                self.model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
-                batch.completion_mask, temperature=sampling.temperature or 1.0,
+                self.model,
+                batch.prompt_ids,
+                batch.prompt_mask,
+                batch.completion_ids,
+                batch.completion_mask,
+                temperature=sampling.temperature or 1.0,
                 micro_batch=self.micro_batch,
-            )  # fmt: skip
+            )
             batch.sampling_logprobs = (logps * batch.completion_mask).float()
         finally:
             self.model.train(was_training)
@@ -81,9 +93,12 @@ class HFEngine:
             mask[i, P - len(p) :] = 1
         greedy = sampling.temperature == 0
         kwargs = dict(
-            max_new_tokens=sampling.max_tokens, do_sample=not greedy, num_return_sequences=sampling.n,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        )  # fmt: skip
+            max_new_tokens=sampling.max_tokens,
+            do_sample=not greedy,
+            num_return_sequences=sampling.n,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         if not greedy:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.stop:

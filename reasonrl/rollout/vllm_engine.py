@@ -92,6 +92,13 @@ class VLLMEngine:
         )
         self.dtype = dtype
 
+    def close(self) -> None:
+        """Shut the engine core down now, while torch.distributed still exists (accelerate's
+        end_training destroys the process group, which vLLM's exit hook would destroy again)."""
+        if getattr(self, "llm", None) is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
+
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load (name, tensor) pairs in transformers naming into the running engine.
 
@@ -153,6 +160,12 @@ class VLLMEngine:
                 rows["texts"].append(text)
                 rows["reasons"].append("length" if completion.finish_reason == "length" else "stop")
         return Rollouts.from_lists(
-            rows["prompt_ids"], rows["ids"], rows["logprobs"], rows["groups"], rows["prompts"],
-            rows["texts"], rows["reasons"], self.tokenizer.pad_token_id,
-        )  # fmt: skip
+            rows["prompt_ids"],
+            rows["ids"],
+            rows["logprobs"],
+            rows["groups"],
+            rows["prompts"],
+            rows["texts"],
+            rows["reasons"],
+            self.tokenizer.pad_token_id,
+        )

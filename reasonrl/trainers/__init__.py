@@ -1,0 +1,20 @@
+"""LLM trainers: GRPO, PPO and DPO loops built on reasonrl.losses, rollout and rewards."""
+
+from __future__ import annotations
+
+
+def train(recipe):
+    """Run the recipe's algorithm; returns the finished Run."""
+    if recipe.algorithm == "grpo":
+        from reasonrl.trainers.grpo import train_grpo
+
+        return train_grpo(recipe)
+    if recipe.algorithm == "ppo":
+        from reasonrl.trainers.ppo import train_ppo
+
+        return train_ppo(recipe)
+    if recipe.algorithm == "dpo":
+        from reasonrl.trainers.dpo import train_dpo
+
+        return train_dpo(recipe)
+    raise ValueError(f"unknown algorithm {recipe.algorithm!r}")

@@ -18,8 +18,13 @@ from reasonrl.models import load, resolve
 from reasonrl.rollout import SamplingConfig, make_engine
 from tests.benchmarks.common import save, table
 
-PROMPT = [{"role": "user", "content": "A baker fills 14 trays with 9 rolls each and sells all but 17 rolls. "
-           "How many rolls does the baker sell? Think step by step."}]  # fmt: skip
+PROMPT = [
+    {
+        "role": "user",
+        "content": "A baker fills 14 trays with 9 rolls each and sells all but 17 rolls. "
+        "How many rolls does the baker sell? Think step by step.",
+    }
+]
 SIZES = [int(n) for n in os.environ.get("BENCH_ROLLOUT_SIZES", "32,128").split(",")]
 TOKENS = 128
 
@@ -39,8 +44,15 @@ def main() -> None:
     name = "smollm2-135m-instruct"
     rows, results = [], {}
     vllm_model, tokenizer = load(name, dtype="bfloat16")
-    engine = make_engine("vllm", None, tokenizer, model_dir=str(resolve(name)), dtype="bfloat16",
-                         max_model_len=512, kv_cache_gib=2)  # fmt: skip
+    engine = make_engine(
+        "vllm",
+        None,
+        tokenizer,
+        model_dir=str(resolve(name)),
+        dtype="bfloat16",
+        max_model_len=512,
+        kv_cache_gib=2,
+    )
     for n in SIZES:
         results[f"vllm_bf16_{n}"] = measure(engine, n)
     del engine, vllm_model
@@ -55,9 +67,16 @@ def main() -> None:
         gc.collect()
     for n in SIZES:
         v, hb, hf32 = results[f"vllm_bf16_{n}"], results[f"hf_bflo_{n}"], results[f"hf_fp32_{n}"]
-        rows.append({"completions": n, "vLLM bf16 tok/s": f"{v:.0f}", "HF bf16 tok/s": f"{hb:.0f}",
-                     "HF fp32 tok/s": f"{hf32:.0f}", "vLLM/HF bf16": f"{v / hb:.2f}x",
-                     "vLLM/HF fp32": f"{v / hf32:.2f}x"})  # fmt: skip
+        rows.append(
+            {
+                "completions": n,
+                "vLLM bf16 tok/s": f"{v:.0f}",
+                "HF bf16 tok/s": f"{hb:.0f}",
+                "HF fp32 tok/s": f"{hf32:.0f}",
+                "vLLM/HF bf16": f"{v / hb:.2f}x",
+                "vLLM/HF fp32": f"{v / hf32:.2f}x",
+            }
+        )
     table(rows)
     print(f"threads: {torch.get_num_threads()}; target: vLLM >= 2x HF at 128 completions")
     save("rollout_throughput", {"tokens_per_completion": TOKENS, "tokens_per_second": results, "rows": rows})

@@ -44,8 +44,16 @@ def vllm_engine(tiny):
     if not vllm_available():
         pytest.skip("vLLM is not installed")
     _, tokenizer = tiny
-    return make_engine("vllm", None, tokenizer, model_dir=str(resolve("tiny-llama")), dtype="float32",
-                       max_model_len=512, kv_cache_gib=1, seed=3)  # fmt: skip
+    return make_engine(
+        "vllm",
+        None,
+        tokenizer,
+        model_dir=str(resolve("tiny-llama")),
+        dtype="float32",
+        max_model_len=512,
+        kv_cache_gib=1,
+        seed=3,
+    )
 
 
 @pytest.fixture
@@ -125,8 +133,9 @@ def test_hf_engine_batch_and_stop_strings(tiny):
     sampling = SamplingConfig(n=3, temperature=1.0, max_tokens=20, stop=["e", "a"])
     batch = engine.generate(PROMPTS, sampling)
     check_batch(batch, 3, 3, 20, ["e", "a"])
-    for ids, n, reason in zip(batch.completion_ids.tolist(), batch.completion_lengths.tolist(),
-                              batch.finish_reasons, strict=True):  # fmt: skip
+    for ids, n, reason in zip(
+        batch.completion_ids.tolist(), batch.completion_lengths.tolist(), batch.finish_reasons, strict=True
+    ):
         if reason == "stop" and ids[n - 1] != tokenizer.eos_token_id:
             text = tokenizer.decode(ids[:n], skip_special_tokens=True)
             assert text[-1] in "ea"  # the ids end right at the stop string, not after it
@@ -162,8 +171,16 @@ def test_sampling_config_validation():
 
 
 def test_rollouts_select_and_inputs():
-    batch = Rollouts.from_lists([[5, 6], [7]], [[1, 2, 3], [4]], [[-1.0, -2.0, -3.0], [-4.0]], [0, 0],
-                                ["p", "q"], ["a", "b"], ["stop", "length"], pad_token_id=0)  # fmt: skip
+    batch = Rollouts.from_lists(
+        [[5, 6], [7]],
+        [[1, 2, 3], [4]],
+        [[-1.0, -2.0, -3.0], [-4.0]],
+        [0, 0],
+        ["p", "q"],
+        ["a", "b"],
+        ["stop", "length"],
+        pad_token_id=0,
+    )
     ids, mask = batch.input_ids()
     assert ids.tolist() == [[5, 6, 1, 2, 3], [0, 7, 4, 0, 0]]
     assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 0, 0]]
@@ -178,10 +195,19 @@ def test_rollouts_select_and_inputs():
 def test_smollm2_bf16_engine_against_fp32_trainer():
     """bf16 rollouts vs an fp32 trainer: close, not equal (the gap GRPO's ratios absorb)."""
     model, tokenizer = load("smollm2-135m-instruct")
-    engine = make_engine("vllm", model, tokenizer, model_dir=str(resolve("smollm2-135m-instruct")),
-                         dtype="bfloat16", max_model_len=512, kv_cache_gib=1)  # fmt: skip
-    batch = engine.generate([[{"role": "user", "content": "What is 12 + 7?"}]] * 2,
-                            SamplingConfig(n=4, temperature=0.7, max_tokens=48))  # fmt: skip
+    engine = make_engine(
+        "vllm",
+        model,
+        tokenizer,
+        model_dir=str(resolve("smollm2-135m-instruct")),
+        dtype="bfloat16",
+        max_model_len=512,
+        kv_cache_gib=1,
+    )
+    batch = engine.generate(
+        [[{"role": "user", "content": "What is 12 + 7?"}]] * 2,
+        SamplingConfig(n=4, temperature=0.7, max_tokens=48),
+    )
     gap = (recomputed(model, batch, 0.7) - batch.sampling_logprobs)[batch.completion_mask].abs()
     print(f"bf16 engine vs fp32 trainer: mean |Δ log p| = {gap.mean():.4f}, max = {gap.max():.3f}")
     assert gap.mean() < 0.1 and gap.max() < 1.0

@@ -28,10 +28,16 @@ def test_judge_returns_normalised_p_yes():
     assert all(0.0 < s < 1.0 for s in scores) and scores[0] != scores[1]
     model, tok = load("tiny-llama")
     text = tok.apply_chat_template(
-        [{"role": "user", "content": "Question:\n2+2?\n\nProposed answer:\n4\n\n"
-                                     "Is the proposed answer correct? Answer yes or no."}],
-        tokenize=False, add_generation_prompt=True,
-    )  # fmt: skip
+        [
+            {
+                "role": "user",
+                "content": "Question:\n2+2?\n\nProposed answer:\n4\n\n"
+                "Is the proposed answer correct? Answer yes or no.",
+            }
+        ],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     with torch.no_grad():
         probs = model(torch.tensor([tok(text).input_ids])).logits[0, -1].softmax(-1)
     yes = sum(float(probs[tok(w).input_ids[0]]) for w in {"Y", "y"})

@@ -44,15 +44,27 @@ def test_grpo_loss_matches_trl(tiny, tmp_path, loss_type, bias_correction):
     model, tokenizer = tiny
     beta, eps_low, eps_high, temperature, max_len = 0.04, 0.2, 0.28, 0.7, 6
     args = GRPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
-        max_completion_length=max_len, beta=beta, loss_type=loss_type, epsilon=eps_low,
-        epsilon_high=eps_high, temperature=temperature, use_cpu=True, report_to=[], bf16=False,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=max_len,
+        beta=beta,
+        loss_type=loss_type,
+        epsilon=eps_low,
+        epsilon_high=eps_high,
+        temperature=temperature,
+        use_cpu=True,
+        report_to=[],
+        bf16=False,
         use_bias_correction_kl=bias_correction,
-    )  # fmt: skip
+    )
     trainer = GRPOTrainer(
-        model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
-        train_dataset=Dataset.from_dict({"prompt": ["1+1="] * 4}), processing_class=tokenizer,
-    )  # fmt: skip
+        model=model,
+        reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": ["1+1="] * 4}),
+        processing_class=tokenizer,
+    )
     trainer.current_gradient_accumulation_steps = 1
     gen = torch.Generator().manual_seed(0)
     B, P = 4, 5
@@ -67,10 +79,15 @@ def test_grpo_loss_matches_trl(tiny, tmp_path, loss_type, bias_correction):
     ref = current + 0.3 * torch.randn(B, max_len, generator=gen)
     advantages = torch.randn(B, generator=gen)
     inputs = dict(
-        prompt_ids=prompt_ids, prompt_mask=torch.ones(B, P, dtype=torch.long),
-        completion_ids=completion_ids, completion_mask=completion_mask, advantages=advantages,
-        old_per_token_logps=old, ref_per_token_logps=ref, num_items_in_batch=completion_mask.sum(),
-    )  # fmt: skip
+        prompt_ids=prompt_ids,
+        prompt_mask=torch.ones(B, P, dtype=torch.long),
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        advantages=advantages,
+        old_per_token_logps=old,
+        ref_per_token_logps=ref,
+        num_items_in_batch=completion_mask.sum(),
+    )
     trainer.model.train()
     model.zero_grad()
     trl_loss = trainer._compute_loss(trainer.model, inputs)
@@ -118,13 +135,21 @@ def test_dpo_loss_and_metrics_match_trl(tiny, tmp_path, loss_type):
     }
     beta, smoothing = 0.3, (0.1 if loss_type == "robust" else 0.0)
     args = DPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, beta=beta, loss_type=[loss_type],
-        label_smoothing=smoothing, use_cpu=True, report_to=[],
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        beta=beta,
+        loss_type=[loss_type],
+        label_smoothing=smoothing,
+        use_cpu=True,
+        report_to=[],
+    )
     trainer = DPOTrainer(
-        model=model, ref_model=ref_model, args=args, train_dataset=Dataset.from_dict(pairs),
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=Dataset.from_dict(pairs),
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.train()
     model.zero_grad()

@@ -152,9 +152,13 @@ def test_vtrace_hand_worked_impala_eq1():
     behaviour = col([0.0, 0.0, 0.0])
     target = torch.log(col([2.0, 0.5, 1.0]))
     out = vtrace(
-        behaviour, target, col([1.0, 0.0, 2.0]), col([0.9] * 3), col([0.5, 1.0, 1.5]),
+        behaviour,
+        target,
+        col([1.0, 0.0, 2.0]),
+        col([0.9] * 3),
+        col([0.5, 1.0, 1.5]),
         torch.tensor([2.0], dtype=torch.float64),
-    )  # fmt: skip
+    )
     torch.testing.assert_close(out.vs.squeeze(1), torch.tensor([2.989, 2.21, 3.8], dtype=torch.float64))
     torch.testing.assert_close(
         out.pg_advantages.squeeze(1), torch.tensor([2.489, 1.21, 2.3], dtype=torch.float64)

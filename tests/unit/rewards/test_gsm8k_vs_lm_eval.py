@@ -34,27 +34,64 @@ def lm_eval_scores(config, completions, references):
         extracted = [r[0] for r in f.apply([[c] for c in completions], [{}] * len(completions))]
         scores[flt["name"]] = [
             exact_match_hf_evaluate(
-                [e], [r], regexes_to_ignore=metric["regexes_to_ignore"], ignore_case=metric["ignore_case"],
+                [e],
+                [r],
+                regexes_to_ignore=metric["regexes_to_ignore"],
+                ignore_case=metric["ignore_case"],
                 ignore_punctuation=metric["ignore_punctuation"],
             )["exact_match"]
             for e, r in zip(extracted, references, strict=True)
-        ]  # fmt: skip
+        ]
         scores[flt["name"] + "/extracted"] = extracted
     return scores
 
 
 def varied_completions(seed=0, n=300):
     rng = random.Random(seed)
-    numbers = ["18", "-3", "1,000", "$1,000", "2.5", "72.", "0", "1000000", "3.14", "-0.5", "1,234,567", "07",
-               "$18.00", "18.0", ".5", "5,", "-", "12a", "1e3", "٣"]  # fmt: skip
+    numbers = [
+        "18",
+        "-3",
+        "1,000",
+        "$1,000",
+        "2.5",
+        "72.",
+        "0",
+        "1000000",
+        "3.14",
+        "-0.5",
+        "1,234,567",
+        "07",
+        "$18.00",
+        "18.0",
+        ".5",
+        "5,",
+        "-",
+        "12a",
+        "1e3",
+        "٣",
+    ]
     templates = [
-        "So the answer is #### {n}", "#### {n}", "She pays {n} dollars.\n#### {n}",
-        "First 3 + 4 = 7, then 7 * 2 = 14.\n#### {n}.", "The answer is {n}.", "The answer is {n}",
-        "I think it's {n} or maybe {m}", "{n}", "no number here", "", "#### {n}\n#### {m}",
-        "Total: ${n}. Question: next one 55", "#### {n} apples", "answer:#### {n}", "####{n}",
-        "Step 1: {m}\nStep 2: {n}\nThe answer is {n}.", "{n} {m} {n}", "#### $ {n}", "The ANSWER IS {n}.",
+        "So the answer is #### {n}",
+        "#### {n}",
+        "She pays {n} dollars.\n#### {n}",
+        "First 3 + 4 = 7, then 7 * 2 = 14.\n#### {n}.",
+        "The answer is {n}.",
+        "The answer is {n}",
+        "I think it's {n} or maybe {m}",
+        "{n}",
+        "no number here",
+        "",
+        "#### {n}\n#### {m}",
+        "Total: ${n}. Question: next one 55",
+        "#### {n} apples",
+        "answer:#### {n}",
+        "####{n}",
+        "Step 1: {m}\nStep 2: {n}\nThe answer is {n}.",
+        "{n} {m} {n}",
+        "#### $ {n}",
+        "The ANSWER IS {n}.",
         "x = {m}; y = {n}; ####   {n}  ",
-    ]  # fmt: skip
+    ]
     completions, references = [], []
     for _ in range(n):
         ref = rng.choice(["18", "-3", "1000", "2.5", "72", "0", "1234567", "7"])

@@ -1,0 +1,135 @@
+"""Atomic, pickle-free checkpoints.
+
+A checkpoint is a folder ``checkpoint-{step:06d}`` holding
+
+    weights.safetensors     the trainable weights (LoRA adapter, or the whole model)
+    optimizer.safetensors   optimizer tensors;  optimizer.json: its scalars and param groups
+    scheduler.json          learning-rate scheduler state
+    rng.safetensors         torch RNG state;     state.json: step, python RNG, trainer state
+    COMPLETE                written last
+
+Everything is written into a hidden temporary folder that is renamed into place
+only once complete, and a folder without ``COMPLETE`` is never loaded: a run
+killed mid-write leaves the previous checkpoint as the latest one. Nothing is
+pickled, so loading a checkpoint never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _optimizer_to_files(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]
+    ]
+    return tensors, {"scalars": scalars, "param_groups": groups}
+
+
+def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    output_dir: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2
+) -> Path:
+    """Write checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints."""
+    root = Path(output_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"checkpoint-{step:06d}"
+    for stale in root.glob(".checkpoint-*.tmp-*"):  # left by a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".checkpoint-{step:06d}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    save_file(trainable_state(model), tmp / "weights.safetensors")
+    tensors, meta = _optimizer_to_files(optimizer)
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "optimizer.json").write_text(json.dumps(meta))
+    (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
+    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+    version, internal, gauss = random.getstate()
+    python_rng = [version, list(internal), gauss]
+    (tmp / "state.json").write_text(json.dumps({"step": step, "python_rng": python_rng, **state}))
+    (tmp / "COMPLETE").write_text(str(step))
+    _fsync_tree(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (half-written ones are ignored)."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if PATTERN.match(p.name) and (p / "COMPLETE").exists()]
+    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG state; return the trainer state."""
+    folder = Path(folder)
+    if not (folder / "COMPLETE").exists():
+        raise FileNotFoundError(f"{folder} is not a complete checkpoint")
+    weights = load_file(folder / "weights.safetensors")
+    params = dict(model.named_parameters())
+    missing = set(weights) ^ {n for n, p in params.items() if p.requires_grad}
+    if missing:
+        raise ValueError(
+            f"{folder}: checkpoint and model disagree on trainable weights: {sorted(missing)[:5]}"
+        )
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    optimizer.load_state_dict(
+        _optimizer_from_files(
+            load_file(folder / "optimizer.safetensors"), json.loads((folder / "optimizer.json").read_text())
+        )
+    )
+    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+    torch.set_rng_state(load_file(folder / "rng.safetensors")["torch"])
+    state = json.loads((folder / "state.json").read_text())
+    version, internal, gauss = state.pop("python_rng")
+    random.setstate((version, tuple(internal), gauss))
+    return state

@@ -1,0 +1,298 @@
+"""GRPO: group-relative policy optimisation (Shao et al. 2024), on reasonrl's pieces.
+
+One step, top to bottom:
+
+    prompts  ->  engine.generate (G completions each)  ->  rewards
+             ->  group-relative advantages  ->  μ passes of minibatch updates of the
+                 clipped surrogate (+ β·KL to the reference), aggregated by loss_type
+             ->  new weights synced into the engine
+
+The losses are reasonrl.losses; this file only wires them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+
+from reasonrl.data import load_problems
+from reasonrl.data.sampler import ProblemSampler
+from reasonrl.data.templates import make_prompt
+from reasonrl.losses import (
+    LOSS_TYPE_AGGREGATION,
+    aggregate_tokens,
+    clipped_surrogate,
+    group_advantages,
+    kl_estimate,
+    masked_mean,
+)
+from reasonrl.models.logprobs import completion_logprobs
+from reasonrl.rewards import RewardSet, RewardSpec
+from reasonrl.rollout import Rollouts, SamplingConfig
+from reasonrl.trainers.final import save_final
+from reasonrl.trainers.policy import build_policy, make_policy_engine, reference_logprobs, sync_engine
+from reasonrl.trainers.recipe import GRPOSection, Recipe
+from reasonrl.trainers.run import Run, make_optimizer
+
+log = logging.getLogger("reasonrl")
+
+
+@dataclass
+class StepInputs:
+    """Everything the update needs about one batch of rollouts."""
+
+    rollouts: Rollouts
+    advantages: torch.Tensor  # [N]
+    mask: torch.Tensor  # [N, C] bool: tokens that count in the loss
+    old_logprobs: torch.Tensor | None  # [N, C]; None = on-policy (use the current log-probs, detached)
+    ref_logprobs: torch.Tensor | None  # [N, C]; None when beta = 0
+
+
+def old_logprobs_source(cfg: GRPOSection, engine_matches_trainer: bool) -> str:
+    """Where π_old comes from.
+
+    * one pass, one minibatch: π_old is the current policy, so its log-probs are the
+      current ones detached ("current"; no extra forward pass, as in TRL);
+    * otherwise the engine's sampling log-probs are reused when they were computed at
+      the trainer's precision ("engine"), else they are recomputed before the first update.
+    """
+    if cfg.num_iterations == 1 and cfg.num_minibatches == 1:
+        return "current"
+    if cfg.old_logprobs == "auto":
+        return "engine" if engine_matches_trainer else "recompute"
+    return cfg.old_logprobs
+
+
+def policy_loss(
+    model, inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, minibatch_tokens, weight, run
+):
+    """Loss of the micro-batch ``rows`` of a minibatch, scaled so micro-batch gradients add up."""
+    batch = inputs.rollouts.select(rows)
+    mask = inputs.mask[rows]
+    with run.autocast():
+        logp, entropy = completion_logprobs(
+            model,
+            batch.prompt_ids,
+            batch.prompt_mask,
+            batch.completion_ids,
+            batch.completion_mask,
+            cfg.temperature,
+            with_entropy=True,
+        )
+    logp = logp.float()
+    old = logp.detach() if inputs.old_logprobs is None else inputs.old_logprobs[rows]
+    surrogate = clipped_surrogate(logp, old, inputs.advantages[rows], cfg.epsilon, cfg.epsilon_high)
+    per_token = surrogate.loss
+    kl = torch.zeros_like(logp)
+    if inputs.ref_logprobs is not None:
+        sampling = old if cfg.use_bias_correction_kl else None
+        kl = kl_estimate(logp, inputs.ref_logprobs[rows], "k3", sampling_logp=sampling)
+        per_token = per_token + cfg.beta * kl
+    mode = LOSS_TYPE_AGGREGATION[cfg.loss_type]
+    if mode == "token_mean":
+        loss = aggregate_tokens(per_token, mask, mode, num_tokens=minibatch_tokens)
+    else:
+        loss = aggregate_tokens(per_token, mask, mode, max_length=cfg.max_completion_length) * weight
+    stats = {
+        "clip_fraction": masked_mean(surrogate.is_clipped.float(), mask).item(),
+        "kl": masked_mean(kl.detach(), mask).item(),
+        "entropy": masked_mean(entropy.float(), mask).item(),
+        "ratio": masked_mean(surrogate.ratio, mask).item(),
+    }
+    return loss, stats
+
+
+def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -> dict:
+    """One optimizer step on the minibatch ``rows``, in micro-batches with accumulated gradients."""
+    micro = run.recipe.train.micro_batch_size
+    tokens = inputs.mask[rows].sum().clamp(min=1).float()
+    stats, losses = [], []
+    chunks = rows.split(micro)
+    for i, chunk in enumerate(chunks):
+        weight = len(chunk) / len(rows)
+        sync = run.accelerator.no_sync(model) if i < len(chunks) - 1 else _null()
+        with sync:
+            loss, s = policy_loss(model, inputs, chunk, cfg, tokens, weight, run)
+            run.accelerator.backward(loss)
+        losses.append(loss.item())
+        stats.append((s, inputs.mask[chunk].sum().item()))
+    grad_norm = run.accelerator.clip_grad_norm_(model.parameters(), run.recipe.train.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    total = sum(n for _, n in stats) or 1
+    out = {k: sum(s[k] * n for s, n in stats) / total for k in stats[0][0]}
+    out.update(loss=sum(losses), grad_norm=float(grad_norm))
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def train_grpo(recipe: Recipe) -> Run:
+    cfg, train = recipe.grpo, recipe.train
+    run = Run.start(recipe)
+    if cfg.prompts_per_step % run.world_size:
+        raise ValueError(
+            f"grpo.prompts_per_step={cfg.prompts_per_step} must divide by {run.world_size} processes"
+        )
+    policy = build_policy(
+        recipe.model, need_reference=cfg.beta > 0, gradient_checkpointing=train.gradient_checkpointing
+    )
+    rewards = RewardSet([RewardSpec.from_dict(r, f"rewards[{i}]") for i, r in enumerate(recipe.rewards)])
+    sampler = ProblemSampler(
+        load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
+    )
+    optimizer, scheduler = make_optimizer(policy.model, train)
+    model, optimizer = run.accelerator.prepare(policy.model, optimizer)
+    start = run.resume(model, optimizer, scheduler)
+    engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
+    sync_engine(engine, run.accelerator.unwrap_model(model))
+    trainer_fp32 = recipe.model.dtype == "float32" and not train.bf16
+    engine_fp32 = recipe.rollout.engine == "hf" or recipe.rollout.dtype == "float32"
+    source = old_logprobs_source(cfg, trainer_fp32 and engine_fp32)
+    log.info("old log-probs: %s", source)
+    sampling = SamplingConfig(
+        n=cfg.num_generations,
+        temperature=cfg.temperature,
+        top_p=recipe.rollout.top_p,
+        max_tokens=cfg.max_completion_length,
+        stop=recipe.rollout.stop,
+    )
+    per_rank = cfg.prompts_per_step // run.world_size
+
+    progress = run.progress(start, train.max_steps, "grpo")
+    for step in progress:
+        t0 = time.perf_counter()
+        run.seed(step)
+        problems = sampler.batch(step, cfg.prompts_per_step)[run.rank * per_rank : (run.rank + 1) * per_rank]
+        prompts = [
+            make_prompt(p, recipe.data.template, recipe.data.instruction, recipe.data.system_prompt)
+            for p in problems
+        ]
+        rollouts = engine.generate(prompts, sampling)
+        t_gen = time.perf_counter() - t0
+
+        answers = [problems[g].answer for g in rollouts.group_ids.tolist()]
+        scores = rewards(
+            rollouts.texts,
+            answer=answers,
+            prompts=rollouts.prompts,
+            question=[problems[g].question for g in rollouts.group_ids.tolist()],
+            completion_lengths=rollouts.completion_lengths.tolist(),
+        )
+        advantages = group_advantages(scores.total, cfg.num_generations, cfg.scale_rewards)
+        if cfg.scale_rewards == "batch" and run.world_size > 1:
+            gathered = run.accelerator.gather(scores.total)
+            advantages = (
+                scores.total
+                - scores.total.view(-1, cfg.num_generations).mean(1).repeat_interleave(cfg.num_generations)
+            ) / (gathered.std() + 1e-4)
+        mask = rollouts.completion_mask.clone()
+        if cfg.mask_truncated_completions:
+            mask[rollouts.truncated] = False
+
+        unwrapped = run.accelerator.unwrap_model(model)
+        micro = train.micro_batch_size
+        ref = None
+        if cfg.beta > 0:
+            ref = reference_logprobs(policy, unwrapped, rollouts, cfg.temperature, micro, run.autocast())
+        old = None
+        if source == "engine":
+            old = rollouts.sampling_logprobs
+        elif source == "recompute":
+            with torch.no_grad(), run.autocast():
+                old = completion_logprobs(
+                    unwrapped,
+                    rollouts.prompt_ids,
+                    rollouts.prompt_mask,
+                    rollouts.completion_ids,
+                    rollouts.completion_mask,
+                    cfg.temperature,
+                    micro_batch=micro,
+                )[0].float()
+        inputs = StepInputs(rollouts, advantages, mask, old, ref)
+
+        t1 = time.perf_counter()
+        updates = []
+        n = len(rollouts)
+        for _ in range(cfg.num_iterations):
+            order = torch.randperm(n)
+            for rows in order.chunk(cfg.num_minibatches):
+                updates.append(update(model, optimizer, inputs, rows, cfg, run))
+        scheduler.step()
+        sync_engine(engine, run.accelerator.unwrap_model(model))
+        t_update = time.perf_counter() - t1
+
+        metrics = _step_metrics(
+            run,
+            scores,
+            rollouts,
+            updates,
+            t_gen,
+            t_update,
+            time.perf_counter() - t0,
+            scheduler.get_last_lr()[0],
+        )
+        if (step + 1) % train.logging_steps == 0 or step + 1 == train.max_steps:
+            run.log.metrics(step + 1, metrics)
+            run.log.completions(step + 1, _sample_rows(rollouts, scores, answers, train.completions_to_log))
+        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
+            run.save(step + 1, model, optimizer, scheduler)
+
+    engine.close()
+    run.save(train.max_steps, model, optimizer, scheduler)
+    save_final(run, model, policy.tokenizer)
+    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in rewards.keys])
+    run.finish()
+    return run
+
+
+def _step_metrics(run, scores, rollouts, updates, t_gen, t_update, t_step, lr) -> dict:
+    gather = run.accelerator.gather
+    total = gather(scores.total)
+    lengths = gather(rollouts.completion_lengths.float())
+    metrics = {"reward/mean": total.mean().item(), "reward/std": total.std().item()}
+    for key, values in scores.per_reward.items():
+        values = gather(values)
+        metrics[f"reward/{key}/mean"] = values.mean().item()
+        metrics[f"reward/{key}/std"] = values.std().item()
+        metrics[f"reward/{key}/errors"] = scores.errors[key]
+    for key in updates[0]:
+        metrics[key] = sum(u[key] for u in updates) / len(updates)
+    metrics.update(
+        {
+            "completion_length": lengths.mean().item(),
+            "truncated_fraction": gather(rollouts.truncated.float()).mean().item(),
+            "tokens_per_second": lengths.sum().item() / t_step,
+            "time/generate": t_gen,
+            "time/update": t_update,
+            "time/step": t_step,
+            "learning_rate": lr,
+        }
+    )
+    return metrics
+
+
+def _sample_rows(rollouts, scores, answers, k: int) -> list[dict]:
+    rows = []
+    for i in range(min(k, len(rollouts))):
+        rows.append(
+            {
+                "prompt": rollouts.prompts[i],
+                "completion": rollouts.texts[i],
+                "answer": answers[i],
+                "reward": scores.total[i].item(),
+                "finish_reason": rollouts.finish_reasons[i],
+                **{f"reward/{k}": v[i].item() for k, v in scores.per_reward.items()},
+            }
+        )
+    return rows

@@ -1,0 +1,86 @@
+"""The policy being trained: model (+ LoRA), tokenizer, reference log-probs, engine sync."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from reasonrl.models import load, resolve
+from reasonrl.models.logprobs import completion_logprobs
+from reasonrl.models.lora import disabled_adapters, is_peft, merged_weights, wrap_lora
+from reasonrl.rollout import Rollouts, make_engine
+from reasonrl.trainers.recipe import ModelSection, RolloutSection
+
+log = logging.getLogger("reasonrl")
+
+
+@dataclass
+class Policy:
+    model: torch.nn.Module  # the module that trains (a PeftModel with LoRA)
+    tokenizer: object
+    model_dir: Path  # the base model's folder (what vLLM loads at start)
+    reference: torch.nn.Module | None  # a frozen copy, when there is no LoRA to switch off
+
+    @property
+    def uses_lora(self) -> bool:
+        return is_peft(self.model)
+
+
+def build_policy(section: ModelSection, need_reference: bool, gradient_checkpointing: bool = False) -> Policy:
+    model_dir = resolve(section.name)
+    model, tokenizer = load(model_dir, dtype=section.dtype, trust_remote_code=section.trust_remote_code)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    reference = None
+    if section.lora is not None:
+        model = wrap_lora(model, section.lora)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("LoRA r=%d: %.2fM trainable parameters", section.lora.r, trainable / 1e6)
+    elif need_reference:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    model.train()
+    return Policy(model=model, tokenizer=tokenizer, model_dir=model_dir, reference=reference)
+
+
+@torch.no_grad()
+def reference_logprobs(
+    policy: Policy, model, batch: Rollouts, temperature: float, micro_batch: int, autocast
+):
+    """log π_ref of the completion tokens: the base model (LoRA off) or the frozen copy."""
+    args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, temperature)
+    with autocast:
+        if policy.reference is not None:
+            return completion_logprobs(policy.reference, *args, micro_batch=micro_batch)[0].float()
+        with disabled_adapters(model):
+            return completion_logprobs(model, *args, micro_batch=micro_batch)[0].float()
+
+
+def make_policy_engine(policy: Policy, section: RolloutSection, seed: int, max_len: int):
+    """The rollout engine for this policy: vLLM on the base folder, or HF on the live model."""
+    return make_engine(
+        section.engine,
+        policy.model,
+        policy.tokenizer,
+        model_dir=str(policy.model_dir),
+        allow_fallback=section.engine_fallback,
+        seed=seed,
+        dtype=section.dtype,
+        max_model_len=max(section.max_model_len, max_len),
+        kv_cache_gib=section.kv_cache_gib,
+        gpu_memory_utilization=section.gpu_memory_utilization,
+    )
+
+
+def sync_engine(engine, model) -> None:
+    """Push the current policy weights (LoRA merged) into the engine."""
+    from reasonrl.rollout.hf_engine import HFEngine
+
+    if isinstance(engine, HFEngine):
+        return  # it samples from the live model itself
+    with merged_weights(model) as named:
+        engine.update_weights(named)

@@ -1,0 +1,142 @@
+"""The recipe of an LLM training run: one dataclass per section of the YAML file.
+
+Algorithm settings use TRL's names where they mean the same thing (GRPOConfig:
+num_generations, beta, epsilon, epsilon_high, loss_type, scale_rewards,
+num_iterations, max_completion_length, temperature, mask_truncated_completions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from reasonrl.models.lora import LoraConfig
+
+
+@dataclass
+class ModelSection:
+    name: str = "smollm2-135m-instruct"  # a reasonrl.models.load name, local folder or hub id
+    dtype: Literal["float32", "bfloat16"] = "float32"  # master weights; see train.bf16 for autocast
+    trust_remote_code: bool = False  # only when the recipe's author says so
+    lora: LoraConfig | None = None  # train a LoRA adapter instead of all weights
+
+
+@dataclass
+class DataSection:
+    source: str = "data/synthetic_gsm8k.jsonl"  # jsonl/json file, folder with {split}.jsonl, or hub id
+    split: str = "train"
+    limit: int | None = None  # use the first N problems
+    template: Literal["chat", "plain", "drill"] = "chat"
+    instruction: str = (
+        "Solve the problem step by step. End with the final answer on its own line as '#### <number>'."
+    )
+    system_prompt: str | None = None
+    eval_source: str | None = None  # held-out problems scored at the end (optional)
+    eval_limit: int = 64
+
+
+@dataclass
+class RolloutSection:
+    engine: Literal["vllm", "hf"] = "vllm"
+    engine_fallback: bool = False  # use HF generate when vLLM is missing instead of failing
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # vLLM weights
+    max_model_len: int = 1024
+    kv_cache_gib: int = 2  # vLLM KV cache on CPU
+    gpu_memory_utilization: float = 0.3
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GRPOSection:
+    prompts_per_step: int = 4  # prompts per optimisation step, over all processes
+    num_generations: int = 8  # completions per prompt (G)
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    beta: float = 0.0  # KL coefficient to the reference (0 = no reference pass)
+    epsilon: float = 0.2  # lower clip
+    epsilon_high: float | None = None  # upper clip (DAPO clip-higher); None = epsilon
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "dapo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    num_iterations: int = 1  # passes over each batch of rollouts (μ)
+    num_minibatches: int = 1  # optimizer steps per pass
+    mask_truncated_completions: bool = False  # truncated completions do not count in the loss
+    use_bias_correction_kl: bool = True  # importance-weight the KL estimate (TRL's default)
+    old_logprobs: Literal["auto", "engine", "recompute"] = "auto"
+
+
+@dataclass
+class PPOSection:
+    prompts_per_step: int = 8
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    kl_coef: float = 0.05  # per-token KL penalty to the reference, in the reward
+    gamma: float = 1.0
+    lam: float = 0.95
+    epsilon: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.5
+    entropy_coef: float = 0.0
+    num_iterations: int = 2
+    num_minibatches: int = 2
+    whiten_advantages: bool = True
+    value_lr: float | None = None  # None = train.learning_rate
+
+
+@dataclass
+class DPOSection:
+    beta: float = 0.1
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
+    label_smoothing: float = 0.0
+    max_length: int = 512
+    epochs: int = 1
+    batch_size: int = 8
+    on_policy: bool = False  # build pairs from rollouts + a verifier, in rounds
+    rounds: int = 3  # on-policy rounds of generate -> pair -> train
+    prompts_per_round: int = 32
+    num_generations: int = 8
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    eval_fraction: float = 0.1  # held-out pairs for preference accuracy
+
+
+@dataclass
+class TrainSection:
+    output_dir: str = "outputs/run"
+    seed: int = 0
+    max_steps: int = 50
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    micro_batch_size: int = 8  # sequences per forward/backward (memory knob; does not change the result)
+    bf16: bool = False  # bfloat16 autocast for forward/backward, fp32 master weights
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    save_steps: int = 0  # 0 = save only at the end
+    save_total_limit: int = 2
+    resume: bool = False  # continue from the last checkpoint in output_dir
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, wandb, or none
+    completions_to_log: int = 4  # sample completions written per step
+    progress: bool = True
+
+
+@dataclass
+class HubSection:
+    repo_id: str | None = None
+    private: bool = False
+
+
+@dataclass
+class Recipe:
+    algorithm: Literal["grpo", "ppo", "dpo"] = "grpo"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    rollout: RolloutSection = field(default_factory=RolloutSection)
+    rewards: list[dict] = field(default_factory=lambda: [{"name": "gsm8k"}])
+    grpo: GRPOSection = field(default_factory=GRPOSection)
+    ppo: PPOSection = field(default_factory=PPOSection)
+    dpo: DPOSection = field(default_factory=DPOSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    hub: HubSection = field(default_factory=HubSection)

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from reasonrl.trainers import checkpoint
+
+
+def make():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 / (s + 1))
+    return model, optimizer, scheduler
+
+
+def train_steps(model, optimizer, scheduler, n):
+    for _ in range(n):
+        model(torch.randn(2, 4)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+
+
+def test_round_trip_restores_everything(tmp_path):
+    model, optimizer, scheduler = make()
+    train_steps(model, optimizer, scheduler, 3)
+    checkpoint.save_checkpoint(tmp_path, 3, model, optimizer, scheduler, {"note": "x"})
+    train_steps(model, optimizer, scheduler, 2)
+    expected = [p.detach().clone() for p in model.parameters()]
+
+    model2, optimizer2, scheduler2 = make()
+    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path), model2, optimizer2, scheduler2)
+    assert state == {"step": 3, "note": "x"}
+    train_steps(model2, optimizer2, scheduler2, 2)  # same RNG stream, same optimizer moments
+    for a, b in zip(expected, model2.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, optimizer, scheduler = make()
+    checkpoint.save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {})
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(checkpoint, "_fsync_tree", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(tmp_path, 2, model, optimizer, scheduler, {})
+    assert checkpoint.latest_checkpoint(tmp_path).name == "checkpoint-000001"
+    assert any(p.name.startswith(".checkpoint-000002") for p in (tmp_path / "checkpoints").iterdir())
+    assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path), *make())["step"] == 1
+    monkeypatch.undo()
+    checkpoint.save_checkpoint(tmp_path, 2, model, optimizer, scheduler, {})  # the next save cleans up
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [
+        "checkpoint-000001",
+        "checkpoint-000002",
+    ] or {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"checkpoint-000001", "checkpoint-000002"}
+
+
+def test_incomplete_folder_is_refused(tmp_path):
+    (tmp_path / "checkpoint-000005").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        checkpoint.load_checkpoint(tmp_path / "checkpoint-000005", *make())
+
+
+def test_keeps_only_the_newest(tmp_path):
+    model, optimizer, scheduler = make()
+    for step in (1, 2, 3):
+        checkpoint.save_checkpoint(tmp_path, step, model, optimizer, scheduler, {}, keep=2)
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == [
+        "checkpoint-000002",
+        "checkpoint-000003",
+    ]
+
+
+def test_no_pickle_anywhere(tmp_path):
+    model, optimizer, scheduler = make()
+    folder = checkpoint.save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {})
+    suffixes = {p.suffix for p in folder.iterdir()}
+    assert suffixes <= {".safetensors", ".json", ""}
