@@ -7,8 +7,10 @@ import re
 from reasonrl.rewards.registry import register
 
 FORMAT_PRESETS = {
-    # ends with a GSM8K final-answer line
-    "gsm8k": r"(?s).*####\s*-?[0-9][0-9,]*(\.[0-9]+)?\s*$",
+    # worked solution: at least one line of work, then a final line '#### N'
+    "gsm8k": r"(?s)\s*\S[^\n]*\n.*?####\s*-?[0-9][0-9,]*(\.[0-9]+)?\s*$",
+    # just the final answer line at the end, work or not
+    "gsm8k_answer": r"(?s).*####\s*-?[0-9][0-9,]*(\.[0-9]+)?\s*$",
     # DeepSeek-R1 style reasoning then answer
     "think": r"(?s)^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$",
 }

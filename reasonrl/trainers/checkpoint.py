@@ -17,6 +17,7 @@ pickled, so loading a checkpoint never executes code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -27,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 PATTERN = re.compile(r"^checkpoint-(\d+)$")
+log = logging.getLogger(__name__)
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -75,9 +77,10 @@ def save_checkpoint(
     tmp = root / f".checkpoint-{step:06d}.tmp-{os.getpid()}"
     tmp.mkdir()
     save_file(trainable_state(model), tmp / "weights.safetensors")
-    tensors, meta = _optimizer_to_files(optimizer)
-    save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "optimizer.json").write_text(json.dumps(meta))
+    if optimizer is not None:
+        tensors, meta = _optimizer_to_files(optimizer)
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "optimizer.json").write_text(json.dumps(meta))
     (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
     save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
     version, internal, gauss = random.getstate()
@@ -122,11 +125,11 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    optimizer.load_state_dict(
-        _optimizer_from_files(
-            load_file(folder / "optimizer.safetensors"), json.loads((folder / "optimizer.json").read_text())
-        )
-    )
+    if optimizer is not None and (folder / "optimizer.safetensors").exists():
+        meta = json.loads((folder / "optimizer.json").read_text())
+        optimizer.load_state_dict(_optimizer_from_files(load_file(folder / "optimizer.safetensors"), meta))
+    elif optimizer is not None:
+        log.warning("%s holds no optimizer state: optimizer moments restart from zero", folder)
     scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
     torch.set_rng_state(load_file(folder / "rng.safetensors")["torch"])
     state = json.loads((folder / "state.json").read_text())

@@ -13,11 +13,12 @@ def save_final(run, model, tokenizer) -> None:
     """Write ``OUTPUT_DIR/final``: ``PeftModel.from_pretrained``-loadable with LoRA,
     ``AutoModelForCausalLM.from_pretrained``-loadable otherwise."""
     run.accelerator.wait_for_everyone()
-    if run.is_main:
-        folder = run.output_dir / "final"
-        unwrapped = run.accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        kind = "LoRA adapter" if is_peft(unwrapped) else "model"
-        log.info("final %s saved to %s", kind, folder)
+    with run.gathered(model):
+        if run.is_main:
+            folder = run.output_dir / "final"
+            unwrapped = run.accelerator.unwrap_model(model)
+            unwrapped.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+            kind = "LoRA adapter" if is_peft(unwrapped) else "model"
+            log.info("final %s saved to %s", kind, folder)
     run.accelerator.wait_for_everyone()

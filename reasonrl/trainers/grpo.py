@@ -107,33 +107,22 @@ def policy_loss(
 
 def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -> dict:
     """One optimizer step on the minibatch ``rows``, in micro-batches with accumulated gradients."""
-    micro = run.recipe.train.micro_batch_size
     tokens = inputs.mask[rows].sum().clamp(min=1).float()
+    if run.world_size > 1:  # token-mean over every process's tokens (DAPO), as DDP averages gradients
+        tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
     stats, losses = [], []
-    chunks = rows.split(micro)
+    chunks = rows.split(run.recipe.train.micro_batch_size)
     for i, chunk in enumerate(chunks):
-        weight = len(chunk) / len(rows)
-        sync = run.accelerator.no_sync(model) if i < len(chunks) - 1 else _null()
-        with sync:
-            loss, s = policy_loss(model, inputs, chunk, cfg, tokens, weight, run)
+        with run.micro_step(model, last=i == len(chunks) - 1):
+            loss, s = policy_loss(model, inputs, chunk, cfg, tokens, len(chunk) / len(rows), run)
             run.accelerator.backward(loss)
         losses.append(loss.item())
         stats.append((s, inputs.mask[chunk].sum().item()))
-    grad_norm = run.accelerator.clip_grad_norm_(model.parameters(), run.recipe.train.max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    grad_norm = run.optimizer_step(model, optimizer)
     total = sum(n for _, n in stats) or 1
     out = {k: sum(s[k] * n for s, n in stats) / total for k in stats[0][0]}
-    out.update(loss=sum(losses), grad_norm=float(grad_norm))
+    out.update(loss=sum(losses), grad_norm=grad_norm)
     return out
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def train_grpo(recipe: Recipe) -> Run:
@@ -151,14 +140,15 @@ def train_grpo(recipe: Recipe) -> Run:
         load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
     )
     optimizer, scheduler = make_optimizer(policy.model, train)
-    model, optimizer = run.accelerator.prepare(policy.model, optimizer)
+    model, optimizer = run.prepare(policy.model, optimizer)
     start = run.resume(model, optimizer, scheduler)
     engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
-    sync_engine(engine, run.accelerator.unwrap_model(model))
+    with run.gathered(model):
+        sync_engine(engine, run.accelerator.unwrap_model(model))
     trainer_fp32 = recipe.model.dtype == "float32" and not train.bf16
     engine_fp32 = recipe.rollout.engine == "hf" or recipe.rollout.dtype == "float32"
     source = old_logprobs_source(cfg, trainer_fp32 and engine_fp32)
-    log.info("old log-probs: %s", source)
+    log.info("rollout engine: %s; old log-probs: %s", type(engine).__name__, source)
     sampling = SamplingConfig(
         n=cfg.num_generations,
         temperature=cfg.temperature,
@@ -177,7 +167,8 @@ def train_grpo(recipe: Recipe) -> Run:
             make_prompt(p, recipe.data.template, recipe.data.instruction, recipe.data.system_prompt)
             for p in problems
         ]
-        rollouts = engine.generate(prompts, sampling)
+        with run.gathered(model):  # ZeRO-3: ranks generate different lengths, so no per-layer gathers
+            rollouts = engine.generate(prompts, sampling)
         t_gen = time.perf_counter() - t0
 
         answers = [problems[g].answer for g in rollouts.group_ids.tolist()]
@@ -228,7 +219,8 @@ def train_grpo(recipe: Recipe) -> Run:
             for rows in order.chunk(cfg.num_minibatches):
                 updates.append(update(model, optimizer, inputs, rows, cfg, run))
         scheduler.step()
-        sync_engine(engine, run.accelerator.unwrap_model(model))
+        with run.gathered(model):
+            sync_engine(engine, run.accelerator.unwrap_model(model))
         t_update = time.perf_counter() - t1
 
         metrics = _step_metrics(
@@ -248,10 +240,10 @@ def train_grpo(recipe: Recipe) -> Run:
         if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
             run.save(step + 1, model, optimizer, scheduler)
 
-    engine.close()
     run.save(train.max_steps, model, optimizer, scheduler)
     save_final(run, model, policy.tokenizer)
     run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in rewards.keys])
+    engine.close()  # after the last collective: an in-process vLLM tears down torch.distributed
     run.finish()
     return run
 

@@ -1,11 +1,14 @@
-"""The parts every trainer shares: accelerator, seeds, output folder, progress, checkpoints."""
+"""The parts every trainer shares: accelerator, seeds, output folder, progress, checkpoints,
+and the few places where DDP, DeepSpeed ZeRO-2/3 and a single process differ."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,33 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def make_accelerator(**kwargs):
+    """An Accelerator that also knows the process layout on CPU-only machines.
+
+    accelerate (1.15) picks the process group from the device: without a GPU it
+    treats a torchrun launch as a single process unless ``cpu=True``, and with
+    ``cpu=True`` it never enables DeepSpeed. So plain launches get ``cpu=True`` (gloo
+    DDP), and DeepSpeed launches keep DeepSpeed, with the process index and count,
+    which accelerate reports as 0 and 1 on every rank, corrected from torch.distributed.
+    """
+    import torch.distributed as dist
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    accelerator = Accelerator(cpu=not torch.cuda.is_available() and not deepspeed, **kwargs)
+    if deepspeed and dist.is_initialized() and accelerator.num_processes != dist.get_world_size():
+        layout = {
+            "num_processes": dist.get_world_size(),
+            "process_index": dist.get_rank(),
+            "local_process_index": int(os.environ.get("LOCAL_RANK", 0)),
+        }
+        PartialState._shared_state.update(layout)
+        AcceleratorState._shared_state.update(layout)
+        log.info("DeepSpeed on CPU: process %d of %d", accelerator.process_index, accelerator.num_processes)
+    return accelerator
+
+
 @dataclass
 class Run:
     recipe: object
@@ -39,23 +69,38 @@ class Run:
     output_dir: Path
 
     @classmethod
-    def start(cls, recipe, project: str = "reasonrl") -> Run:
-        from accelerate import Accelerator
-
+    def start(cls, recipe) -> Run:
         train = recipe.train
         output_dir = Path(train.output_dir)
         report = [r for r in train.report_to if r != "none"]
-        accelerator = Accelerator(log_with=report or None, project_dir=str(output_dir))
+        accelerator = make_accelerator(log_with=report or None, project_dir=str(output_dir))
         is_main = accelerator.is_main_process
-        if is_main:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            dump_recipe(recipe, output_dir / "recipe.yaml")
         run = cls(recipe, accelerator, RunLog(output_dir, accelerator, is_main), output_dir)
+        if is_main:
+            if not train.resume:
+                run.clear_previous()
+            dump_recipe(recipe, output_dir / "recipe.yaml")
         if report:
             accelerator.init_trackers("tensorboard", config=_flat(to_dict(recipe)))
         log.info("run %s: %d process(es), device %s", output_dir, run.world_size, accelerator.device)
         return run
 
+    def clear_previous(self) -> None:
+        """A fresh (not resumed) run replaces an earlier run's logs and checkpoints in its folder."""
+        old = [self.log.metrics_path, self.log.completions_path, self.output_dir / "checkpoints"]
+        if any(p.exists() for p in old):
+            log.warning(
+                "%s holds an earlier run: its metrics and checkpoints are replaced "
+                "(use --resume to continue it instead)",
+                self.output_dir,
+            )
+            for path in old:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+
+    # -- process layout --------------------------------------------------------------
     @property
     def rank(self) -> int:
         return self.accelerator.process_index
@@ -68,6 +113,17 @@ class Run:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    @property
+    def deepspeed(self) -> bool:
+        from accelerate.utils import DistributedType
+
+        return self.accelerator.distributed_type == DistributedType.DEEPSPEED
+
+    @property
+    def zero3(self) -> bool:
+        return self.deepspeed and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+
+    # -- determinism and precision ---------------------------------------------------
     def seed(self, step: int) -> None:
         """Seed every generator from (seed, step, rank): a resumed run replays the same draws."""
         value = (self.recipe.train.seed * 1_000_003 + step) * 1_009 + self.rank
@@ -79,16 +135,64 @@ class Run:
             return contextlib.nullcontext()
         return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16)
 
+    # -- optimisation ----------------------------------------------------------------
+    def prepare(self, model, optimizer):
+        """accelerator.prepare, first telling DeepSpeed the micro-batch size and clipping."""
+        if self.deepspeed:
+            micro = self.recipe.train.micro_batch_size
+            self.accelerator.state.deepspeed_plugin.deepspeed_config.update(
+                train_micro_batch_size_per_gpu=micro,
+                gradient_accumulation_steps=1,  # micro_step() marks the real accumulation boundaries
+                train_batch_size=micro * self.world_size,
+                gradient_clipping=self.recipe.train.max_grad_norm,
+            )
+        return self.accelerator.prepare(model, optimizer)
+
+    @contextlib.contextmanager
+    def micro_step(self, model, last: bool):
+        """Wrap forward + backward of one micro-batch; gradients are reduced after the last only."""
+        if self.deepspeed:
+            self.accelerator.sync_gradients = last  # DeepSpeed steps at the boundary, inside backward
+            yield
+        elif last or self.world_size == 1:
+            yield
+        else:
+            with self.accelerator.no_sync(model):
+                yield
+
+    def optimizer_step(self, model, optimizer) -> float:
+        """Clip, step, zero the gradients; return the gradient norm."""
+        if self.deepspeed:  # DeepSpeed already clipped and stepped in backward, at the boundary
+            norm = model.get_global_grad_norm()
+            return float(norm) if norm is not None else float("nan")
+        norm = self.accelerator.clip_grad_norm_(model.parameters(), self.recipe.train.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    @contextlib.contextmanager
+    def gathered(self, model):
+        """Full parameters on every rank inside the block (ZeRO-3 shards them); a no-op otherwise."""
+        if not self.zero3:
+            yield
+            return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            yield
+
+    # -- progress and checkpoints ----------------------------------------------------
     def progress(self, start: int, total: int, desc: str):
         from tqdm.auto import tqdm
 
+        enabled = self.is_main and self.recipe.train.progress
         return tqdm(
             range(start, total),
             initial=start,
             total=total,
             desc=desc,
             dynamic_ncols=True,
-            disable=not (self.is_main and self.recipe.train.progress),
+            disable=not enabled,
         )
 
     def resume(self, model, optimizer, scheduler) -> int:
@@ -99,24 +203,30 @@ class Run:
         if folder is None:
             log.warning("resume: no complete checkpoint in %s; starting from step 0", self.output_dir)
             return 0
-        state = checkpoint.load_checkpoint(folder, self.accelerator.unwrap_model(model), optimizer, scheduler)
+        # DeepSpeed keeps each rank's optimizer shard in its own (pickled) format: weights,
+        # scheduler and RNG come back, the optimizer moments restart.
+        with self.gathered(model):
+            state = checkpoint.load_checkpoint(
+                folder, self.accelerator.unwrap_model(model), None if self.deepspeed else optimizer, scheduler
+            )
         self.log.truncate_after(state["step"])
         log.info("resumed from %s (step %d)", folder, state["step"])
         return state["step"]
 
     def save(self, step: int, model, optimizer, scheduler) -> None:
         self.accelerator.wait_for_everyone()
-        if self.is_main:
-            path = checkpoint.save_checkpoint(
-                self.output_dir,
-                step,
-                self.accelerator.unwrap_model(model),
-                optimizer,
-                scheduler,
-                {},
-                keep=self.recipe.train.save_total_limit,
-            )
-            log.info("saved %s", path)
+        with self.gathered(model):
+            if self.is_main:
+                path = checkpoint.save_checkpoint(
+                    self.output_dir,
+                    step,
+                    self.accelerator.unwrap_model(model),
+                    None if self.deepspeed else optimizer,
+                    scheduler,
+                    {},
+                    keep=self.recipe.train.save_total_limit,
+                )
+                log.info("saved %s", path)
         self.accelerator.wait_for_everyone()
 
     def finish(self) -> None:

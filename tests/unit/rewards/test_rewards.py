@@ -24,7 +24,16 @@ def test_spec_from_recipe_entry():
 
 def test_format_presets():
     fmt = build_reward("format", preset="gsm8k")
-    assert fmt(["3 + 4 = 7\n#### 7", "#### 1,000 ", "#### 7 apples", "7"]) == [1.0, 1.0, 0.0, 0.0]
+    # a line of work, then the answer line; a bare answer line is not a worked solution
+    assert fmt(["3 + 4 = 7\n#### 7", "So:\n\n#### 1,000 ", "#### 7", "work\n#### 7 apples", "7"]) == [
+        1,
+        1,
+        0,
+        0,
+        0,
+    ]
+    answer_only = build_reward("format", preset="gsm8k_answer")
+    assert answer_only(["#### 7", "x #### -3", "#### 7 apples"]) == [1.0, 1.0, 0.0]
     think = build_reward("format", preset="think")
     assert think(["<think>hm</think> <answer>4</answer>", "<answer>4</answer>"]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="unknown preset"):
@@ -53,7 +62,9 @@ def _flaky():
 
 
 def test_a_failing_reward_scores_zero_counts_and_logs_once(caplog):
-    rewards = RewardSet([RewardSpec("test_flaky", 2.0), RewardSpec("format", 1.0, {"preset": "gsm8k"})])
+    rewards = RewardSet(
+        [RewardSpec("test_flaky", 2.0), RewardSpec("format", 1.0, {"preset": "gsm8k_answer"})]
+    )
     with caplog.at_level(logging.ERROR):
         scores = rewards(["abcd", "abc", "abc", "#### 5"])
         rewards(["abc"])

@@ -1,0 +1,67 @@
+"""Two CPU processes under accelerate: DDP, DeepSpeed ZeRO-2 and ZeRO-3 really shard and agree."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reasonrl.rollout.vllm_engine import vllm_available
+from tests.helpers import ROOT, metrics
+
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
+pytestmark = pytest.mark.slow
+
+
+def launch(config: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*ACCELERATE, "--config_file", f"recipes/accelerate/{config}.yaml", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"accelerate launch ({config}) failed:\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.mark.parametrize("config", ["ddp", "zero2", "zero3"])
+def test_one_step_on_two_processes(tmp_path, config):
+    launch(config, "tests/integration/dist_step.py", str(tmp_path))
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank, report in enumerate(reports):
+        print(config, report)
+        assert report["world_size"] == report["torch_world_size"] == 2
+        assert report["rank"] == report["torch_rank"] == rank  # accelerate's index is right on CPU too
+        assert report["identical_across_ranks"] and report["changed"]
+        assert report["deepspeed"] == (config != "ddp") and report["zero3"] == (config == "zero3")
+        if config != "ddp":  # each rank holds about half of what it shards
+            assert report["local_share"] < 0.6 * report["full_size"]
+    if config != "ddp":
+        assert (
+            abs(sum(r["local_share"] for r in reports) - reports[0]["full_size"])
+            < 0.01 * reports[0]["full_size"]
+        )
+
+
+@pytest.mark.parametrize(
+    "config, engine", [("ddp", "hf"), ("zero2", "hf"), ("zero3", "hf"), ("ddp", "vllm"), ("zero3", "vllm")]
+)
+def test_grpo_recipe_runs_under_every_launch_config(tmp_path, config, engine):
+    if engine == "vllm" and not vllm_available():
+        pytest.skip("vLLM is not installed")
+    out = tmp_path / config
+    train = ["-m", "reasonrl", "train", "recipes/synthetic/grpo-tiny.yaml", "--output_dir", str(out)]
+    options = ["--max_steps", "3", "--prompts_per_step", "4", "--save_steps", "2", "--engine", engine]
+    launch(config, *train, *options, "--progress", "false", "--report_to", "none")
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    log = (out / "train.log").read_text()
+    assert "2 process(es)" in log
+    assert f"rollout engine: {'VLLMEngine' if engine == 'vllm' else 'HFEngine'}" in log
+    assert (out / "final" / "model.safetensors").exists()
+    assert (out / "checkpoints" / "checkpoint-000002" / "COMPLETE").exists()
