@@ -3,6 +3,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RECIPE ?= recipes/gsm8k/grpo-smollm2.yaml
+GSM8K  ?= ../shared/data/gsm8k
+# the real GSM8K beside the project when present, else the recipe's own source (hub id)
+RUN_ARGS ?= $(if $(wildcard $(GSM8K)/train.jsonl),--data.source $(GSM8K),)
 PYTEST := $(PY) -m pytest
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 setup: $(STAMP)
 
 run: $(STAMP)  ## train the default recipe on the embedded model (a few CPU minutes)
-	$(PY) -m reasonrl train $(RECIPE)
+	$(PY) -m reasonrl train $(RECIPE) $(RUN_ARGS)
 
 test: $(STAMP)  ## everything CI runs: unit, integration, learning (slow ones included)
 	$(PYTEST) tests --ignore=tests/benchmarks

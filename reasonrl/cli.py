@@ -10,6 +10,17 @@ import argparse
 import logging
 import sys
 
+USER_ERRORS: tuple[type[Exception], ...] = ()
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from reasonrl.config import RecipeError
+    from reasonrl.data import DataError
+    from reasonrl.models import ModelNotFoundError
+    from reasonrl.rollout.vllm_engine import VLLMUnavailableError
+
+    return (RecipeError, DataError, ModelNotFoundError, VLLMUnavailableError, FileNotFoundError)
+
 
 def _data(args: argparse.Namespace) -> int:
     from reasonrl.data.synthetic import generate, write_jsonl
@@ -30,16 +41,29 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from reasonrl.config import RecipeError, load_recipe
+    from reasonrl.config import load_recipe
     from reasonrl.trainers import train
     from reasonrl.trainers.recipe import Recipe
 
-    try:
-        recipe = load_recipe(Recipe, args.recipe, args.overrides)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    train(recipe)
+    train(load_recipe(Recipe, args.recipe, args.overrides))
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    import os
+
+    from reasonrl.hub import push
+
+    token = args.token or os.environ.get("HF_TOKEN")  # None: huggingface_hub's own login
+    result = push(
+        args.output_dir,
+        args.repo_id,
+        token=token,
+        private=args.private,
+        endpoint=args.endpoint,
+        dry_run=args.dry_run,
+    )
+    print(("staged in " if args.dry_run else "uploaded: ") + result)
     return 0
 
 
@@ -66,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value ... overrides")
     train.set_defaults(func=_train)
 
+    push = commands.add_parser("push", help="upload a run's final adapter and a model card to the hub")
+    push.add_argument("output_dir")
+    push.add_argument("--repo-id", required=True, help="user/name on the hub")
+    push.add_argument("--dry-run", metavar="FOLDER", help="write the folder that would be uploaded, and stop")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--token", help="hub token (default: $HF_TOKEN or the huggingface_hub login)")
+    push.add_argument("--endpoint", help="hub endpoint (default: huggingface.co or $HF_ENDPOINT)")
+    push.set_defaults(func=_push)
+
     model = commands.add_parser("model", help="resolve a model (converting once), print its folder")
     model.add_argument("name")
     model.set_defaults(func=_model)
@@ -73,13 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global USER_ERRORS
     args = build_parser().parse_args(argv)
+    USER_ERRORS = _user_errors()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:  # the user's input, not a bug: the message names the problem and the place
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,19 +33,22 @@ def completion_logprobs(
     Returns:
       (logprobs [N, C], entropy [N, C] or None); padding positions hold junk, mask them.
     """
-    P = prompt_ids.shape[1]
+    C = completion_ids.shape[1]
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
     step = micro_batch or input_ids.shape[0]
     logps, entropies = [], []
     for start in range(0, input_ids.shape[0], step):
         rows = slice(start, start + step)
+        # only the positions that predict completion tokens: the LM head over the prompt would
+        # cost V floats per prompt token for nothing (49k for SmolLM2)
         logits = model(
             input_ids=input_ids[rows],
             attention_mask=mask[rows].long(),
             position_ids=position_ids(mask[rows]),
             use_cache=False,
-        ).logits[:, P - 1 : -1]
+            logits_to_keep=C + 1,
+        ).logits[:, :-1]
         if temperature != 1.0:
             logits = logits / temperature
         logps.append(token_logprobs(logits, completion_ids[rows]))

@@ -20,7 +20,6 @@ import torch
 
 from reasonrl.data import load_problems
 from reasonrl.data.sampler import ProblemSampler
-from reasonrl.data.templates import make_prompt
 from reasonrl.losses import (
     LOSS_TYPE_AGGREGATION,
     aggregate_tokens,
@@ -30,8 +29,8 @@ from reasonrl.losses import (
     masked_mean,
 )
 from reasonrl.models.logprobs import completion_logprobs
-from reasonrl.rewards import RewardSet, RewardSpec
 from reasonrl.rollout import Rollouts, SamplingConfig
+from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
 from reasonrl.trainers.final import save_final
 from reasonrl.trainers.policy import build_policy, make_policy_engine, reference_logprobs, sync_engine
 from reasonrl.trainers.recipe import GRPOSection, Recipe
@@ -128,14 +127,10 @@ def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -
 def train_grpo(recipe: Recipe) -> Run:
     cfg, train = recipe.grpo, recipe.train
     run = Run.start(recipe)
-    if cfg.prompts_per_step % run.world_size:
-        raise ValueError(
-            f"grpo.prompts_per_step={cfg.prompts_per_step} must divide by {run.world_size} processes"
-        )
     policy = build_policy(
         recipe.model, need_reference=cfg.beta > 0, gradient_checkpointing=train.gradient_checkpointing
     )
-    rewards = RewardSet([RewardSpec.from_dict(r, f"rewards[{i}]") for i, r in enumerate(recipe.rewards)])
+    rewards = reward_set(recipe)
     sampler = ProblemSampler(
         load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
     )
@@ -156,40 +151,23 @@ def train_grpo(recipe: Recipe) -> Run:
         max_tokens=cfg.max_completion_length,
         stop=recipe.rollout.stop,
     )
-    per_rank = cfg.prompts_per_step // run.world_size
 
     progress = run.progress(start, train.max_steps, "grpo")
     for step in progress:
         t0 = time.perf_counter()
         run.seed(step)
-        problems = sampler.batch(step, cfg.prompts_per_step)[run.rank * per_rank : (run.rank + 1) * per_rank]
-        prompts = [
-            make_prompt(p, recipe.data.template, recipe.data.instruction, recipe.data.system_prompt)
-            for p in problems
-        ]
-        with run.gathered(model):  # ZeRO-3: ranks generate different lengths, so no per-layer gathers
-            rollouts = engine.generate(prompts, sampling)
+        problems = rank_problems(run, sampler, step, cfg.prompts_per_step)
+        episodes = collect(run, model, engine, rewards, problems, sampling)
+        rollouts, scores = episodes.rollouts, episodes.scores
         t_gen = time.perf_counter() - t0
 
-        answers = [problems[g].answer for g in rollouts.group_ids.tolist()]
-        scores = rewards(
-            rollouts.texts,
-            answer=answers,
-            prompts=rollouts.prompts,
-            question=[problems[g].question for g in rollouts.group_ids.tolist()],
-            completion_lengths=rollouts.completion_lengths.tolist(),
-        )
         advantages = group_advantages(scores.total, cfg.num_generations, cfg.scale_rewards)
-        if cfg.scale_rewards == "batch" and run.world_size > 1:
-            gathered = run.accelerator.gather(scores.total)
-            advantages = (
-                scores.total
-                - scores.total.view(-1, cfg.num_generations).mean(1).repeat_interleave(cfg.num_generations)
-            ) / (gathered.std() + 1e-4)
+        if cfg.scale_rewards == "batch" and run.world_size > 1:  # the std of every process's rewards
+            centered = group_advantages(scores.total, cfg.num_generations, "none")
+            advantages = centered / (run.accelerator.gather(scores.total).std() + 1e-4)
         mask = rollouts.completion_mask.clone()
         if cfg.mask_truncated_completions:
             mask[rollouts.truncated] = False
-
         unwrapped = run.accelerator.unwrap_model(model)
         micro = train.micro_batch_size
         ref = None
@@ -213,29 +191,15 @@ def train_grpo(recipe: Recipe) -> Run:
 
         t1 = time.perf_counter()
         updates = []
-        n = len(rollouts)
         for _ in range(cfg.num_iterations):
-            order = torch.randperm(n)
-            for rows in order.chunk(cfg.num_minibatches):
+            for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
                 updates.append(update(model, optimizer, inputs, rows, cfg, run))
         scheduler.step()
         with run.gathered(model):
             sync_engine(engine, run.accelerator.unwrap_model(model))
-        t_update = time.perf_counter() - t1
-
-        metrics = _step_metrics(
-            run,
-            scores,
-            rollouts,
-            updates,
-            t_gen,
-            t_update,
-            time.perf_counter() - t0,
-            scheduler.get_last_lr()[0],
-        )
-        if (step + 1) % train.logging_steps == 0 or step + 1 == train.max_steps:
-            run.log.metrics(step + 1, metrics)
-            run.log.completions(step + 1, _sample_rows(rollouts, scores, answers, train.completions_to_log))
+        times = {"generate": t_gen, "update": time.perf_counter() - t1, "step": time.perf_counter() - t0}
+        metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
+        log_step(run, step + 1, metrics, episodes)
         progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")
         if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
             run.save(step + 1, model, optimizer, scheduler)
@@ -246,45 +210,3 @@ def train_grpo(recipe: Recipe) -> Run:
     engine.close()  # after the last collective: an in-process vLLM tears down torch.distributed
     run.finish()
     return run
-
-
-def _step_metrics(run, scores, rollouts, updates, t_gen, t_update, t_step, lr) -> dict:
-    gather = run.accelerator.gather
-    total = gather(scores.total)
-    lengths = gather(rollouts.completion_lengths.float())
-    metrics = {"reward/mean": total.mean().item(), "reward/std": total.std().item()}
-    for key, values in scores.per_reward.items():
-        values = gather(values)
-        metrics[f"reward/{key}/mean"] = values.mean().item()
-        metrics[f"reward/{key}/std"] = values.std().item()
-        metrics[f"reward/{key}/errors"] = scores.errors[key]
-    for key in updates[0]:
-        metrics[key] = sum(u[key] for u in updates) / len(updates)
-    metrics.update(
-        {
-            "completion_length": lengths.mean().item(),
-            "truncated_fraction": gather(rollouts.truncated.float()).mean().item(),
-            "tokens_per_second": lengths.sum().item() / t_step,
-            "time/generate": t_gen,
-            "time/update": t_update,
-            "time/step": t_step,
-            "learning_rate": lr,
-        }
-    )
-    return metrics
-
-
-def _sample_rows(rollouts, scores, answers, k: int) -> list[dict]:
-    rows = []
-    for i in range(min(k, len(rollouts))):
-        rows.append(
-            {
-                "prompt": rollouts.prompts[i],
-                "completion": rollouts.texts[i],
-                "answer": answers[i],
-                "reward": scores.total[i].item(),
-                "finish_reason": rollouts.finish_reasons[i],
-                **{f"reward/{k}": v[i].item() for k, v in scores.per_reward.items()},
-            }
-        )
-    return rows

@@ -80,7 +80,6 @@ class PPOSection:
     num_iterations: int = 2
     num_minibatches: int = 2
     whiten_advantages: bool = True
-    value_lr: float | None = None  # None = train.learning_rate
 
 
 @dataclass
@@ -88,9 +87,8 @@ class DPOSection:
     beta: float = 0.1
     loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = "sigmoid"
     label_smoothing: float = 0.0
-    max_length: int = 512
-    epochs: int = 1
-    batch_size: int = 8
+    max_length: int = 512  # prompt + completion tokens; longer completions are truncated
+    batch_size: int = 8  # pairs per optimizer step, over all processes
     on_policy: bool = False  # build pairs from rollouts + a verifier, in rounds
     rounds: int = 3  # on-policy rounds of generate -> pair -> train
     prompts_per_round: int = 32
@@ -98,6 +96,7 @@ class DPOSection:
     max_completion_length: int = 128
     temperature: float = 1.0
     eval_fraction: float = 0.1  # held-out pairs for preference accuracy
+    eval_samples: int = 64  # held-out prompts sampled to measure the verifier reward
 
 
 @dataclass

@@ -1,0 +1,249 @@
+"""PPO for language models (Ouyang et al. 2022; Ziegler et al. 2019) on reasonrl's pieces.
+
+The critic is a value head on the policy's last hidden state (one forward pass
+gives log-probs and values; with LoRA the backbone is shared and only the adapter
+and head train). Per-token rewards are the KL penalty to the reference,
+−β (log π − log π_ref), plus the verifier's score on the last completion token.
+One step:
+
+    prompts -> engine.generate -> rewards -> old log-probs, values, reference log-probs
+            -> per-token rewards -> token-level GAE (γ, λ) -> μ passes of minibatch updates of
+               clipped surrogate + c_v · clipped value loss − c_H · entropy -> sync engine
+
+The equations are reasonrl.losses (the same functions the CartPole PPO agent calls).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import save_file
+
+from reasonrl.data import load_problems
+from reasonrl.data.sampler import ProblemSampler
+from reasonrl.losses import (
+    aggregate_tokens,
+    clipped_surrogate,
+    entropy_from_logits,
+    generalized_advantage_estimation,
+    kl_estimate,
+    masked_mean,
+    token_logprobs,
+    value_loss,
+)
+from reasonrl.models.logprobs import position_ids
+from reasonrl.rollout import Rollouts, SamplingConfig
+from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
+from reasonrl.trainers.final import save_final
+from reasonrl.trainers.policy import build_policy, make_policy_engine, reference_logprobs, sync_engine
+from reasonrl.trainers.recipe import PPOSection, Recipe
+from reasonrl.trainers.run import Run, make_optimizer
+
+log = logging.getLogger("reasonrl")
+
+
+class ActorCritic(torch.nn.Module):
+    """The policy with a value head: ``forward`` returns completion logits and values."""
+
+    def __init__(self, policy: torch.nn.Module, hidden_size: int):
+        super().__init__()
+        self.policy = policy
+        self.value_head = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.normal_(self.value_head.weight, std=1 / (hidden_size + 1) ** 0.5)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, batch: Rollouts, rows: torch.Tensor | None = None, temperature: float = 1.0):
+        """(logits / τ [n, C, V], values [n, C]) at the positions that predict completion tokens."""
+        if rows is not None:
+            batch = batch.select(rows)
+        ids, mask = batch.input_ids()
+        C = batch.completion_ids.shape[1]
+        out = self.policy(
+            input_ids=ids,
+            attention_mask=mask.long(),
+            position_ids=position_ids(mask),
+            use_cache=False,
+            output_hidden_states=True,
+            logits_to_keep=C + 1,
+        )
+        hidden = out.hidden_states[-1][:, -(C + 1) : -1]
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+        return out.logits[:, :-1] / temperature, values
+
+
+@dataclass
+class PPOBatch:
+    rollouts: Rollouts
+    mask: torch.Tensor  # [N, C] bool
+    old_logprobs: torch.Tensor  # [N, C]
+    old_values: torch.Tensor  # [N, C]
+    advantages: torch.Tensor  # [N, C]
+    returns: torch.Tensor  # [N, C]
+
+
+def token_rewards(
+    scores: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor | None, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """r_t = −β (log π − log π_ref)_t, plus the sequence score on the last token; and the KL."""
+    kl = torch.zeros_like(logp) if ref is None else kl_estimate(logp, ref, "k1") * mask
+    rewards = -kl_coef * kl
+    last = (mask.long().cumsum(1) == mask.sum(1, keepdim=True)) & mask  # the last real token of each row
+    rewards = rewards + last * scores.unsqueeze(1)
+    return rewards, kl
+
+
+def advantages_and_returns(rewards, values, mask, cfg: PPOSection) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-level GAE: each completion is an episode ending at its last real token."""
+    last = (mask.long().cumsum(1) == mask.sum(1, keepdim=True)) & mask
+    dones = (last | ~mask).T.float()  # padding after the end is cut off as well
+    values = values * mask
+    adv, ret = generalized_advantage_estimation(
+        rewards.T, values.T, dones, torch.zeros(values.shape[0]), cfg.gamma, cfg.lam
+    )
+    adv, ret = adv.T, ret.T
+    if cfg.whiten_advantages:
+        mean = masked_mean(adv, mask)
+        std = masked_mean((adv - mean) ** 2, mask).sqrt()
+        adv = (adv - mean) / (std + 1e-8)
+    return adv * mask, ret * mask
+
+
+def ppo_update(model, optimizer, batch: PPOBatch, rows: torch.Tensor, cfg: PPOSection, run) -> dict:
+    """One optimizer step on minibatch ``rows``, in micro-batches."""
+    tokens = batch.mask[rows].sum().clamp(min=1).float()
+    if run.world_size > 1:
+        tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
+    stats, chunks = [], rows.split(run.recipe.train.micro_batch_size)
+    for i, chunk in enumerate(chunks):
+        mask = batch.mask[chunk]
+        with run.micro_step(model, last=i == len(chunks) - 1):
+            with run.autocast():
+                logits, values = model(batch.rollouts, chunk, run.recipe.ppo.temperature)
+            logp = token_logprobs(logits.float(), batch.rollouts.completion_ids[chunk])
+            surrogate = clipped_surrogate(
+                logp, batch.old_logprobs[chunk], batch.advantages[chunk], cfg.epsilon
+            )
+            v_loss = value_loss(values.float(), batch.returns[chunk], batch.old_values[chunk], cfg.value_clip)
+            with torch.no_grad():
+                entropy = entropy_from_logits(logits.detach().float())
+            per_token = surrogate.loss + cfg.vf_coef * v_loss
+            if cfg.entropy_coef:
+                per_token = per_token - cfg.entropy_coef * entropy_from_logits(logits.float())
+            loss = aggregate_tokens(per_token, mask, "token_mean", num_tokens=tokens)
+            run.accelerator.backward(loss)
+        n = mask.sum().item()
+        stats.append(
+            (
+                {
+                    "loss": loss.item() * tokens.item() / max(n, 1),
+                    "policy_loss": masked_mean(surrogate.loss.detach(), mask).item(),
+                    "value_loss": masked_mean(v_loss.detach(), mask).item(),
+                    "clip_fraction": masked_mean(surrogate.is_clipped.float(), mask).item(),
+                    "approx_kl": masked_mean((batch.old_logprobs[chunk] - logp.detach()), mask).item(),
+                    "entropy": masked_mean(entropy, mask).item(),
+                },
+                n,
+            )
+        )
+    grad_norm = run.optimizer_step(model, optimizer)
+    total = sum(n for _, n in stats) or 1
+    out = {k: sum(s[k] * n for s, n in stats) / total for k in stats[0][0]}
+    out["grad_norm"] = grad_norm
+    return out
+
+
+@torch.no_grad()
+def evaluate_batch(
+    model, rollouts: Rollouts, temperature: float, micro: int, run
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and values of the sampled tokens under the current (old) policy and critic."""
+    logps, values = [], []
+    for rows in torch.arange(len(rollouts)).split(micro):
+        with run.autocast():
+            logits, v = model(rollouts, rows, temperature)
+        logps.append(token_logprobs(logits.float(), rollouts.completion_ids[rows]))
+        values.append(v.float())
+    return torch.cat(logps), torch.cat(values)
+
+
+def train_ppo(recipe: Recipe) -> Run:
+    cfg, train = recipe.ppo, recipe.train
+    run = Run.start(recipe)
+    policy = build_policy(
+        recipe.model, need_reference=cfg.kl_coef > 0, gradient_checkpointing=train.gradient_checkpointing
+    )
+    actor_critic = ActorCritic(policy.model, policy.model.config.hidden_size)
+    rewards = reward_set(recipe)
+    sampler = ProblemSampler(
+        load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
+    )
+    optimizer, scheduler = make_optimizer(actor_critic, train)
+    model, optimizer = run.prepare(actor_critic, optimizer)
+    start = run.resume(model, optimizer, scheduler)
+    engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
+    with run.gathered(model):
+        sync_engine(engine, run.accelerator.unwrap_model(model).policy)
+    log.info("rollout engine: %s", type(engine).__name__)
+    sampling = SamplingConfig(
+        n=1,
+        temperature=cfg.temperature,
+        top_p=recipe.rollout.top_p,
+        max_tokens=cfg.max_completion_length,
+        stop=recipe.rollout.stop,
+    )
+
+    progress = run.progress(start, train.max_steps, "ppo")
+    for step in progress:
+        t0 = time.perf_counter()
+        run.seed(step)
+        episodes = collect(
+            run, model, engine, rewards, rank_problems(run, sampler, step, cfg.prompts_per_step), sampling
+        )
+        rollouts = episodes.rollouts
+        t_gen = time.perf_counter() - t0
+
+        mask = rollouts.completion_mask
+        micro = train.micro_batch_size
+        old_logp, old_values = evaluate_batch(model, rollouts, cfg.temperature, micro, run)
+        ref = None
+        if cfg.kl_coef > 0:
+            unwrapped = run.accelerator.unwrap_model(model)
+            ref = reference_logprobs(
+                policy, unwrapped.policy, rollouts, cfg.temperature, micro, run.autocast()
+            )
+        per_token, kl = token_rewards(episodes.scores.total, old_logp, ref, mask, cfg.kl_coef)
+        advantages, returns = advantages_and_returns(per_token, old_values, mask, cfg)
+        batch = PPOBatch(rollouts, mask, old_logp, old_values, advantages, returns)
+
+        t1 = time.perf_counter()
+        updates = []
+        for _ in range(cfg.num_iterations):
+            for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
+                updates.append(ppo_update(model, optimizer, batch, rows, cfg, run))
+        scheduler.step()
+        with run.gathered(model):
+            sync_engine(engine, run.accelerator.unwrap_model(model).policy)
+        times = {"generate": t_gen, "update": time.perf_counter() - t1, "step": time.perf_counter() - t0}
+        metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
+        metrics["kl"] = masked_mean(kl, mask).item()
+        residual = (returns - old_values)[mask]
+        metrics["explained_variance"] = (1 - residual.var() / returns[mask].var().clamp(min=1e-8)).item()
+        log_step(run, step + 1, metrics, episodes)
+        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", vloss=f"{metrics['value_loss']:.3f}")
+        if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
+            run.save(step + 1, model, optimizer, scheduler)
+
+    run.save(train.max_steps, model, optimizer, scheduler)
+    unwrapped = run.accelerator.unwrap_model(model)
+    save_final(run, unwrapped.policy, policy.tokenizer)
+    with run.gathered(model):  # collective under ZeRO-3: every rank enters
+        state = {k: v.detach().cpu().clone() for k, v in unwrapped.value_head.state_dict().items()}
+    if run.is_main:
+        save_file(state, run.output_dir / "final" / "value_head.safetensors")
+    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in rewards.keys])
+    engine.close()
+    run.finish()
+    return run
