@@ -42,6 +42,7 @@ eval: $(STAMP)  ## GSM8K evaluation of MODEL (default: embedded SmolLM2) on the 
 
 data: $(STAMP)  ## regenerate the committed synthetic sample in data/
 	$(PY) -m reasonrl data synthetic --n 200 --difficulty 1 4 --seed 0 --out data/synthetic_gsm8k.jsonl
+	$(PY) -m reasonrl data pairs --n 200 --difficulty 1 4 --seed 0 --out data/preference_pairs.jsonl
 
 clean:
 	rm -rf outputs runs .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -23,13 +23,22 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def _data(args: argparse.Namespace) -> int:
+    import json
+
+    from reasonrl.data.preference import synthetic_pairs
     from reasonrl.data.synthetic import generate, write_jsonl
 
     low, high = args.difficulty if len(args.difficulty) == 2 else args.difficulty * 2
-    problems = generate(args.n, (low, high), seed=args.seed)
-    write_jsonl(problems, args.out)
-    print(f"wrote {len(problems)} problems (difficulty {low}-{high}, seed {args.seed})")
-    print(f"to {args.out}")
+    if args.kind == "synthetic":
+        write_jsonl(generate(args.n, (low, high), seed=args.seed), args.out)
+    else:
+        with open(args.out, "w") as f:
+            for pair in synthetic_pairs(args.n, (low, high), args.seed):
+                f.write(
+                    json.dumps({"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected})
+                    + "\n"
+                )
+    print(f"wrote {args.n} {args.kind} records (difficulty {low}-{high}, seed {args.seed}) to {args.out}")
     return 0
 
 
@@ -72,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="generate synthetic GSM8K-style problems")
-    data.add_argument("kind", choices=["synthetic"])
+    data = commands.add_parser("data", help="generate synthetic GSM8K-style problems or preference pairs")
+    data.add_argument("kind", choices=["synthetic", "pairs"])
     data.add_argument("--n", type=int, default=200)
     data.add_argument("--difficulty", type=int, nargs="+", default=[1, 4], help="level or low high")
     data.add_argument("--seed", type=int, default=0)

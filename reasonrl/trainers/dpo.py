@@ -39,13 +39,25 @@ from reasonrl.trainers.run import Run, make_optimizer
 log = logging.getLogger("reasonrl")
 
 
+def completion_ids(tokenizer, pair_prompt, rendered_prompt: str, text: str) -> list[int]:
+    """Token ids of a completion as TRL builds them: plain text gets eos appended; a chat
+    reply is rendered by the chat template (so it ends with the template's end-of-turn)."""
+    if isinstance(pair_prompt, list):
+        full = tokenizer.apply_chat_template(
+            pair_prompt + [{"role": "assistant", "content": text}], tokenize=False
+        )
+        if full.startswith(rendered_prompt):
+            return tokenizer(full[len(rendered_prompt) :], add_special_tokens=False).input_ids
+    return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
 def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> Rollouts:
-    """2B rows: the chosen completions, then the rejected ones (prompt, completion + eos)."""
+    """2B rows: the chosen completions, then the rejected ones (prompt, then completion)."""
     prompts, prompt_ids = encode_prompts(tokenizer, [p.prompt for p in pairs])
     rows_prompt, rows_completion = [], []
     for texts in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
-        for ids, text in zip(prompt_ids, texts, strict=True):
-            completion = tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        for pair, rendered, ids, text in zip(pairs, prompts, prompt_ids, texts, strict=True):
+            completion = completion_ids(tokenizer, pair.prompt, rendered, text)
             rows_prompt.append(ids)
             rows_completion.append(completion[: max(1, max_length - len(ids))])
     n = len(rows_completion)

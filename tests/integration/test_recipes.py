@@ -1,0 +1,65 @@
+"""Every recipe in recipes/ loads, and every SmolLM2 recipe runs through the real CLI."""
+
+from pathlib import Path
+
+import pytest
+
+from reasonrl.config import load_recipe
+from reasonrl.trainers.recipe import Recipe
+from tests.helpers import ROOT, cli, metrics
+
+RECIPES = sorted(
+    p.relative_to(ROOT) for p in (ROOT / "recipes").rglob("*.yaml") if "accelerate" not in p.parts
+)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=str)
+def test_recipe_loads(path):
+    recipe = load_recipe(Recipe, ROOT / path)
+    assert recipe.algorithm in Path(path).name
+    assert recipe.rewards
+
+
+SMALL = {
+    "grpo": ["--prompts_per_step", "2", "--num_generations", "4", "--max_completion_length", "32"],
+    "ppo": ["--prompts_per_step", "4", "--max_completion_length", "32", "--num_iterations", "1"],
+    "dpo": [
+        "--prompts_per_round",
+        "4",
+        "--num_generations",
+        "4",
+        "--max_completion_length",
+        "32",
+        "--rounds",
+        "1",
+        "--eval_samples",
+        "2",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo", "dpo"])
+def test_smollm2_recipe_runs(tmp_path, algorithm):
+    out = tmp_path / algorithm
+    cli(
+        "train",
+        f"recipes/gsm8k/{algorithm}-smollm2.yaml",
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--data.source",
+        "data/synthetic_gsm8k.jsonl",
+        "--save_steps",
+        "1",
+        "--progress",
+        "false",
+        "--report_to",
+        "none",
+        *SMALL[algorithm],
+        timeout=1800,
+    )
+    assert (out / "final" / "adapter_model.safetensors").exists()
+    assert "rollout engine" in (out / "train.log").read_text() or algorithm == "dpo"
+    assert metrics(out)
