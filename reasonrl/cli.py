@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 USER_ERRORS: tuple[type[Exception], ...] = ()
 
@@ -76,6 +77,26 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from reasonrl.eval import EvalConfig, evaluate
+
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if hasattr(args, f.name)}
+    if options["output"] is None and options["adapter"] and Path(options["adapter"]).name == "final":
+        options["output"] = str(
+            Path(options["adapter"]).parent / "eval"
+        )  # next to the run: the model card reads it
+    summary = evaluate(EvalConfig(**options))
+    print(
+        f"{summary['task']} ({summary['n']} problems, {summary['num_fewshot']}-shot, {summary['engine']}, "
+        f"{summary['seconds']:.0f} s)"
+    )
+    for name, metric in summary["metrics"].items():
+        print(f"  {name:32s} {metric['value']:.4f} ± {metric['stderr']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -98,6 +119,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="a YAML recipe, e.g. recipes/gsm8k/grpo-smollm2.yaml")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value ... overrides")
     train.set_defaults(func=_train)
+
+    ev = commands.add_parser("eval", help="GSM8K-style evaluation, scored like lm-evaluation-harness")
+    ev.add_argument(
+        "--model",
+        default=None,
+        help="model name, folder or hub id (default: the adapter's base, else smollm2-135m-instruct)",
+    )
+    ev.add_argument("--adapter", help="LoRA adapter folder, e.g. outputs/run/final")
+    ev.add_argument("--task", default="gsm8k", choices=["gsm8k", "gsm8k_cot_zeroshot", "chat"])
+    ev.add_argument("--data", default="openai/gsm8k", help="jsonl/json file, folder, or hub id")
+    ev.add_argument("--split", default="test")
+    ev.add_argument(
+        "--fewshot-data", dest="fewshot_data", help="few-shot source (default: train split beside --data)"
+    )
+    ev.add_argument("--num-fewshot", dest="num_fewshot", type=int)
+    ev.add_argument("--fewshot-seed", dest="fewshot_seed", type=int, default=1234)
+    ev.add_argument("--limit", type=int)
+    ev.add_argument(
+        "--subset-seed", dest="subset_seed", type=int, help="with --limit: a seeded random subset"
+    )
+    ev.add_argument("--samples", type=int, default=1, help="k samples per problem for maj@k / pass@k")
+    ev.add_argument("--temperature", type=float, default=0.0)
+    ev.add_argument("--max-tokens", dest="max_tokens", type=int, default=256)
+    ev.add_argument("--engine", default="vllm", choices=["vllm", "hf"])
+    ev.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--output", help="folder for items.jsonl and summary.json")
+    ev.add_argument("--no-progress", dest="progress", action="store_false")
+    ev.set_defaults(func=_eval)
 
     push = commands.add_parser("push", help="upload a run's final adapter and a model card to the hub")
     push.add_argument("output_dir")

@@ -99,6 +99,21 @@ def _read_local(path: Path) -> list[tuple[dict, str]]:
     return records
 
 
+def load_records(source: str | Path, split: str = "test") -> list[tuple[dict, str]]:
+    """Raw ``{question, answer}`` records with their place (``file:line``), unparsed."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / f"{split}.jsonl"
+    if path.exists():
+        return _read_local(path)
+    if str(source) in HUB_IDS or str(source).count("/") == 1 and not path.suffix:
+        from datasets import load_dataset
+
+        dataset = load_dataset(str(source), HUB_IDS.get(str(source)), split=split)
+        return [(row, f"{source}[{split}] record {i}") for i, row in enumerate(dataset)]
+    raise FileNotFoundError(f"GSM8K source {str(source)!r} is no file, folder or hub id")
+
+
 def load_gsm8k(source: str | Path, split: str = "test", limit: int | None = None) -> list[Problem]:
     """Load GSM8K-style problems.
 
@@ -109,18 +124,7 @@ def load_gsm8k(source: str | Path, split: str = "test", limit: int | None = None
     Returns:
       the problems in file order.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / f"{split}.jsonl"
-    if path.exists():
-        rows = _read_local(path)
-    elif str(source) in HUB_IDS or str(source).count("/") == 1 and not path.suffix:
-        from datasets import load_dataset
-
-        dataset = load_dataset(str(source), HUB_IDS.get(str(source)), split=split)
-        rows = [(row, f"{source}[{split}] record {i}") for i, row in enumerate(dataset)]
-    else:
-        raise FileNotFoundError(f"GSM8K source {str(source)!r} is no file, folder or hub id")
+    rows = load_records(source, split)
     if limit is not None:
         rows = rows[:limit]
     return [to_problem(row, where) for row, where in rows]
