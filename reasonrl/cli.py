@@ -59,6 +59,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control(args: argparse.Namespace) -> int:
+    import json
+
+    from reasonrl.config import load_recipe
+    from reasonrl.control import train_control
+    from reasonrl.control.recipe import ControlRecipe
+
+    summary = train_control(load_recipe(ControlRecipe, args.recipe, args.overrides))
+    print(json.dumps(summary))
+    return 0
+
+
 def _push(args: argparse.Namespace) -> int:
     import os
 
@@ -119,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="a YAML recipe, e.g. recipes/gsm8k/grpo-smollm2.yaml")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value ... overrides")
     train.set_defaults(func=_train)
+
+    control = commands.add_parser("control", help="train a Gymnasium control agent (PPO, IMPALA, SAC)")
+    control.add_argument("recipe", help="e.g. recipes/control/ppo-cartpole.yaml")
+    control.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value ... overrides")
+    control.set_defaults(func=_control)
 
     ev = commands.add_parser("eval", help="GSM8K-style evaluation, scored like lm-evaluation-harness")
     ev.add_argument(

@@ -5,8 +5,8 @@ shape and time index of each argument. Nothing here knows about models, trainers
 or configs: the module imports only torch.
 
     advantages   discounted returns, GAE, group-relative (GRPO / Dr. GRPO), RLOO, V-trace
-    policy       importance ratio, clipped surrogate (clip-higher, dual clip), KL k1/k2/k3,
-                 entropy, per-token log-probs
+    policy       importance ratio, clipped surrogate (clip-higher, dual clip), policy gradient,
+                 SAC's soft policy loss, KL k1/k2/k3, entropy, per-token log-probs
     aggregation  masked means and the GRPO loss types' token aggregation
     value        clipped value loss, soft Bellman target, SAC temperature, soft value
     preference   DPO, cDPO, IPO, hinge, robust DPO
@@ -27,6 +27,8 @@ from reasonrl.losses.policy import (
     entropy_from_logits,
     importance_ratio,
     kl_estimate,
+    policy_gradient_loss,
+    soft_policy_loss,
     token_logprobs,
 )
 from reasonrl.losses.preference import DPOOutput, dpo_loss
@@ -47,9 +49,11 @@ __all__ = [
     "importance_ratio",
     "kl_estimate",
     "masked_mean",
+    "policy_gradient_loss",
     "rloo_advantages",
     "sac_temperature_loss",
     "soft_bellman_target",
+    "soft_policy_loss",
     "soft_value",
     "token_logprobs",
     "value_loss",

@@ -86,6 +86,38 @@ def clipped_surrogate(
     return SurrogateOutput(loss=loss, ratio=ratio.detach(), is_clipped=is_clipped)
 
 
+def policy_gradient_loss(logp: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """The score-function (REINFORCE) loss, as used with V-trace advantages (IMPALA, eq. 4).
+
+        L_t = − A_t · log π_θ(a_t|x_t)          (A_t a constant: ρ_t (r_t + γ v_{t+1} − V(x_t)) for IMPALA)
+
+    Args:
+      logp: log π_θ(a_t|x_t), any shape; carries the gradient.
+      advantages: A_t, same shape (detached here).
+    Returns:
+      per-element loss, same shape.
+    """
+    check_shapes(logp=logp, advantages=advantages)
+    return -advantages.detach() * logp
+
+
+def soft_policy_loss(logp: torch.Tensor, q_values: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """SAC's actor loss (Haarnoja et al. 2018, arXiv:1812.05905, eq. 7), reparameterised samples a ~ π(·|s):
+
+        L = α log π(a|s) − Q(s, a)            (Q = min of the twin critics)
+
+    Args:
+      logp: log π(a|s) of reparameterised actions, [N]; carries the gradient.
+      q_values: Q(s, a) at those actions, [N]; carries the gradient to the actor through a.
+      alpha: temperature α (a constant here).
+    Returns:
+      per-sample loss, [N].
+    """
+    check_shapes(logp=logp, q_values=q_values)
+    alpha = alpha.detach() if isinstance(alpha, torch.Tensor) else alpha
+    return alpha * logp - q_values
+
+
 def kl_estimate(
     logp: torch.Tensor,
     ref_logp: torch.Tensor,

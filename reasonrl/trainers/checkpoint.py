@@ -4,6 +4,7 @@ A checkpoint is a folder ``checkpoint-{step:06d}`` holding
 
     weights.safetensors     the trainable weights (LoRA adapter, or the whole model)
     optimizer.safetensors   optimizer tensors;  optimizer.json: its scalars and param groups
+                            (optimizer-NAME.* for each of several named optimizers)
     scheduler.json          learning-rate scheduler state
     rng.safetensors         torch RNG state;     state.json: step, python RNG, trainer state
     COMPLETE                written last
@@ -59,6 +60,15 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
+def _named(optimizer) -> dict:
+    """One optimizer (saved as "optimizer"), several by name, or none."""
+    if optimizer is None:
+        return {}
+    if isinstance(optimizer, dict):
+        return {f"optimizer-{name}": opt for name, opt in optimizer.items()}
+    return {"optimizer": optimizer}
+
+
 def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
         with open(path, "rb") as f:
@@ -77,11 +87,12 @@ def save_checkpoint(
     tmp = root / f".checkpoint-{step:06d}.tmp-{os.getpid()}"
     tmp.mkdir()
     save_file(trainable_state(model), tmp / "weights.safetensors")
-    if optimizer is not None:
-        tensors, meta = _optimizer_to_files(optimizer)
-        save_file(tensors, tmp / "optimizer.safetensors")
-        (tmp / "optimizer.json").write_text(json.dumps(meta))
-    (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
+    for name, opt in _named(optimizer).items():
+        tensors, meta = _optimizer_to_files(opt)
+        save_file(tensors, tmp / f"{name}.safetensors")
+        (tmp / f"{name}.json").write_text(json.dumps(meta))
+    if scheduler is not None:
+        (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
     save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
     version, internal, gauss = random.getstate()
     python_rng = [version, list(internal), gauss]
@@ -125,12 +136,14 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    if optimizer is not None and (folder / "optimizer.safetensors").exists():
-        meta = json.loads((folder / "optimizer.json").read_text())
-        optimizer.load_state_dict(_optimizer_from_files(load_file(folder / "optimizer.safetensors"), meta))
-    elif optimizer is not None:
-        log.warning("%s holds no optimizer state: optimizer moments restart from zero", folder)
-    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+    for name, opt in _named(optimizer).items():
+        if (folder / f"{name}.safetensors").exists():
+            meta = json.loads((folder / f"{name}.json").read_text())
+            opt.load_state_dict(_optimizer_from_files(load_file(folder / f"{name}.safetensors"), meta))
+        else:
+            log.warning("%s holds no %s state: its moments restart from zero", folder, name)
+    if scheduler is not None:
+        scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
     torch.set_rng_state(load_file(folder / "rng.safetensors")["torch"])
     state = json.loads((folder / "state.json").read_text())
     version, internal, gauss = state.pop("python_rng")

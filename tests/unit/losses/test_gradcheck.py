@@ -11,7 +11,9 @@ from reasonrl.losses import (
     entropy_from_logits,
     kl_estimate,
     masked_mean,
+    policy_gradient_loss,
     sac_temperature_loss,
+    soft_policy_loss,
     soft_value,
     token_logprobs,
     value_loss,
@@ -68,3 +70,9 @@ def test_aggregation(gen, mode):
     x, m = leaf(randn(gen, 3, 5)), rand_mask(gen, 3, 5)
     assert gradcheck(lambda y: aggregate_tokens(y, m, mode, max_length=5), (x,))
     assert gradcheck(lambda y: masked_mean(y, m, dim=1), (x,))
+
+
+def test_policy_gradient_and_soft_policy(gen):
+    adv = randn(gen, 6)
+    assert gradcheck(lambda lp: policy_gradient_loss(lp, adv), (leaf(randn(gen, 6)),))
+    assert gradcheck(lambda lp, q: soft_policy_loss(lp, q, 0.2), (leaf(randn(gen, 6)), leaf(randn(gen, 6))))

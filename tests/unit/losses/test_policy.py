@@ -10,6 +10,8 @@ from reasonrl.losses import (
     importance_ratio,
     kl_estimate,
     masked_mean,
+    policy_gradient_loss,
+    soft_policy_loss,
     token_logprobs,
 )
 
@@ -154,3 +156,18 @@ def test_mask_errors(gen):
         aggregate_tokens(x, torch.ones(2, 3, dtype=torch.bool), "sequence_sum_norm")
     with pytest.raises(ValueError, match="mode must be"):
         aggregate_tokens(x, torch.ones(2, 3, dtype=torch.bool), "mean")
+
+
+def test_policy_gradient_and_soft_policy_losses(gen):
+    logp, adv, q = randn(gen, 7), randn(gen, 7), randn(gen, 7)
+    expected_pg = torch.tensor(
+        [-float(a) * float(lp) for a, lp in zip(adv, logp, strict=True)], dtype=torch.float64
+    )
+    torch.testing.assert_close(policy_gradient_loss(logp, adv), expected_pg)
+    expected_sac = torch.tensor(
+        [0.3 * float(lp) - float(v) for lp, v in zip(logp, q, strict=True)], dtype=torch.float64
+    )
+    torch.testing.assert_close(soft_policy_loss(logp, q, 0.3), expected_sac)
+    leaf = logp.clone().requires_grad_(True)
+    policy_gradient_loss(leaf, adv.requires_grad_(True)).sum().backward()
+    torch.testing.assert_close(leaf.grad, -adv.detach())  # advantages are constants

@@ -1,0 +1,45 @@
+"""What every control agent does at the start and the end of a run."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from reasonrl.trainers.run import Run
+
+log = logging.getLogger("reasonrl")
+
+
+def start(recipe) -> Run:
+    torch.set_num_threads(recipe.train.threads)
+    random.seed(recipe.train.seed)
+    np.random.seed(recipe.train.seed)
+    torch.manual_seed(recipe.train.seed)
+    return Run.start(recipe)
+
+
+def finish(run: Run, modules: dict[str, torch.nn.Module], episodes, step: int, optimizers) -> dict:
+    """Save the final networks and a checkpoint, draw the return curve, and return a summary."""
+    run.save(step, modules["agent"] if len(modules) == 1 else torch.nn.ModuleDict(modules), optimizers, None)
+    if run.is_main:
+        folder = run.output_dir / "final"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, module in modules.items():
+            state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, folder / f"{name}.safetensors")
+        run.log.plot(
+            ["episode_return", f"return_mean_{episodes.window.maxlen}"], "return_curve.png", "return"
+        )
+    summary = {
+        "steps": step,
+        "episodes": episodes.count,
+        "final_return_mean": episodes.mean,
+        "solved_at": episodes.solved_at,
+    }
+    log.info("done: %s", summary)
+    run.finish()
+    return summary

@@ -1,0 +1,75 @@
+"""Vectorised Gymnasium environments with classic autoreset, and episode bookkeeping.
+
+Autoreset is SAME_STEP: the step that ends an episode returns the first observation
+of the next one (the last one is in ``info["final_obs"]``), so a rollout holds no
+fake transitions and ``done_t`` means "the episode ended after step t", the
+convention of reasonrl.losses.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int) -> tuple[gym.vector.VectorEnv, np.ndarray]:
+    envs = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs, _ = envs.reset(seed=seed)
+    envs.action_space.seed(seed)
+    return envs, obs
+
+
+def finished_episodes(info: dict) -> list[tuple[float, int]]:
+    """(return, length) of every episode that ended in this step."""
+    if "episode" not in info:
+        return []
+    ended = info["_episode"]
+    return list(zip(info["episode"]["r"][ended].tolist(), info["episode"]["l"][ended].tolist(), strict=True))
+
+
+def final_observations(info: dict, done: np.ndarray) -> np.ndarray | None:
+    """The last observation of each environment whose episode ended (stacked), or None."""
+    if not done.any() or "final_obs" not in info:
+        return None
+    return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
+
+
+class EpisodeLog:
+    """Returns of finished episodes, a moving average, and when it first crossed a threshold."""
+
+    def __init__(self, window: int, threshold: float | None):
+        self.window = deque(maxlen=window)
+        self.threshold = threshold
+        self.solved_at: int | None = None
+        self.count = 0
+        self.recent: list[float] = []  # since the last call to drain()
+
+    def add(self, episodes: list[tuple[float, int]], step: int) -> None:
+        for ret, _ in episodes:
+            self.window.append(ret)
+            self.recent.append(ret)
+            self.count += 1
+            full = len(self.window) == self.window.maxlen
+            if self.threshold is not None and self.solved_at is None and full and self.mean >= self.threshold:
+                self.solved_at = step
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.window)) if self.window else float("nan")
+
+    def drain(self) -> dict:
+        out = {"episodes": self.count, f"return_mean_{self.window.maxlen}": self.mean}
+        if self.recent:
+            out["episode_return"] = float(np.mean(self.recent))
+        if self.solved_at is not None:
+            out["solved_at"] = self.solved_at
+        self.recent = []
+        return out

@@ -1,0 +1,90 @@
+"""Recipes of the Gymnasium control agents: one dataclass of hyper-parameters per agent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ControlTrain:
+    output_dir: str = "outputs/control"
+    seed: int = 1
+    total_steps: int = 150_000  # environment steps, over all environments
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    progress: bool = True
+    resume: bool = False  # reload the last checkpoint's networks and optimizers (environments restart)
+    save_every: int = 0  # environment steps between checkpoints; 0 = at the end only
+    save_total_limit: int = 2
+    threads: int = 1  # torch threads: small networks run fastest on one
+    solve_window: int = 20  # episodes in the moving average the `solved_at` metric watches
+    solve_threshold: float | None = None  # return that counts as solved (None: no `solved_at`)
+    # read by the shared Run helpers; control agents do not use mixed precision or DeepSpeed
+    bf16: bool = False
+    micro_batch_size: int = 1
+    max_grad_norm: float = 0.5
+
+
+@dataclass
+class PPOAgent:
+    """CleanRL's ppo.py defaults for CartPole-v1."""
+
+    num_envs: int = 4  # parallel environments
+    num_steps: int = 128  # steps per environment per rollout
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True  # linear decay to 0 over the run
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True  # normalise advantages per minibatch
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    hidden: int = 64
+    bootstrap_truncated: bool = True  # add γ V(final state) to the reward when a time limit cuts an episode
+
+
+@dataclass
+class IMPALAAgent:
+    num_actors: int = 2  # Ray actor processes generating unrolls
+    envs_per_actor: int = 4
+    unroll_length: int = 64  # steps per environment per unroll
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    rho_bar: float = 1.0  # V-trace truncation ρ̄
+    c_bar: float = 1.0  # V-trace trace cutting c̄
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 40.0
+    hidden: int = 64
+    sync_every: int = 1  # learner updates between weight pushes to an actor (policy lag grows with it)
+
+
+@dataclass
+class SACAgent:
+    """CleanRL's sac_continuous_action.py defaults."""
+
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 5_000
+    policy_lr: float = 3e-4
+    q_lr: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005  # target networks: θ' <- τ θ + (1 − τ) θ'
+    policy_frequency: int = 2  # actor updates every this many critic updates (delayed, TD3-style)
+    alpha: float = 0.2  # initial temperature
+    autotune: bool = True  # learn α towards the target entropy −dim(A)
+    hidden: int = 256
+
+
+@dataclass
+class ControlRecipe:
+    algorithm: Literal["ppo", "impala", "sac"] = "ppo"
+    env_id: str = "CartPole-v1"
+    train: ControlTrain = field(default_factory=ControlTrain)
+    ppo: PPOAgent = field(default_factory=PPOAgent)
+    impala: IMPALAAgent = field(default_factory=IMPALAAgent)
+    sac: SACAgent = field(default_factory=SACAgent)
