@@ -1,0 +1,208 @@
+"""GRPO training throughput and memory: reasonrl vs TRL 1.16's GRPOTrainer, one run.
+
+Both sides: SmolLM2-135M-Instruct, LoRA r=16 on the same modules, fp32 training, the
+same GSM8K prompts (chat template), gsm8k + format rewards, num_generations 4, two
+prompts per step, 128 new tokens at most, temperature 0.7, beta 0, loss_type dapo,
+the same number of steps. Each side runs in its own process (so peak memory is its
+own). TRL generates with HF generate on CPU (its vLLM paths need a GPU or a server);
+reasonrl generates with its in-process vLLM engine (bf16 weights, 1 GiB KV cache).
+
+Reported: completion tokens per second of training (completion tokens generated /
+wall-clock of the training loop, model loading excluded), end-to-end wall-clock,
+and peak resident memory. Target (issue 5): reasonrl >= 3x TRL's throughput at no
+more memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = int(os.environ.get("BENCH_GRPO_STEPS", 4))
+PROMPTS, GENERATIONS, MAX_NEW, TEMPERATURE, LR = 2, 4, 128, 0.7, 1e-4
+
+
+def problems(n: int):
+    from reasonrl.data import load_problems
+
+    local = ROOT.parent / "shared" / "data" / "gsm8k"
+    source = str(local) if (local / "train.jsonl").exists() else str(ROOT / "data" / "synthetic_gsm8k.jsonl")
+    return load_problems(source, "train", n), source
+
+
+def trl_side() -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from reasonrl.data.templates import make_prompt
+    from reasonrl.models import load
+    from reasonrl.rewards import build_reward
+    from reasonrl.trainers.recipe import DataSection
+
+    items, source = problems(STEPS * PROMPTS)
+    instruction = DataSection().instruction
+    dataset = Dataset.from_list(
+        [{"prompt": make_prompt(p, "chat", instruction), "answer": p.answer} for p in items]
+    )
+    gsm8k, fmt = build_reward("gsm8k", mode="strict"), build_reward("format", preset="gsm8k")
+
+    def text(completions):
+        return [c[0]["content"] if isinstance(c, list) else c for c in completions]
+
+    def gsm8k_reward(completions, answer, **_):
+        return gsm8k(text(completions), answer=answer)
+
+    def format_reward(completions, **_):
+        return [0.5 * r for r in fmt(text(completions))]
+
+    model, tokenizer = load("smollm2-135m-instruct")
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=PROMPTS * GENERATIONS,
+        num_generations=GENERATIONS,
+        max_completion_length=MAX_NEW,
+        temperature=TEMPERATURE,
+        beta=0.0,
+        loss_type="dapo",
+        learning_rate=LR,
+        max_steps=STEPS,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+    )
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[gsm8k_reward, format_reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    logs = [h for h in trainer.state.log_history if "completions/mean_length" in h]
+    tokens = sum(h["completions/mean_length"] * PROMPTS * GENERATIONS for h in logs)
+    return {"train_seconds": seconds, "completion_tokens": tokens, "steps": len(logs), "data": source}
+
+
+def reasonrl_side() -> dict:
+    from reasonrl.config import load_recipe
+    from reasonrl.data import write_jsonl
+    from reasonrl.trainers import train
+    from reasonrl.trainers.recipe import Recipe
+
+    items, source = problems(STEPS * PROMPTS)
+    data = Path(tempfile.mkdtemp()) / "prompts.jsonl"
+    write_jsonl(items, data)
+    out = Path(tempfile.mkdtemp()) / "run"
+    recipe = load_recipe(
+        Recipe,
+        ROOT / "recipes" / "gsm8k" / "grpo-smollm2.yaml",
+        [
+            "--data.source",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            str(STEPS),
+            "--prompts_per_step",
+            str(PROMPTS),
+            "--num_generations",
+            str(GENERATIONS),
+            "--max_completion_length",
+            str(MAX_NEW),
+            "--temperature",
+            str(TEMPERATURE),
+            "--learning_rate",
+            str(LR),
+            "--epsilon_high",
+            "0.2",
+            "--bf16",
+            "false",
+            "--kv_cache_gib",
+            "1",
+            "--save_steps",
+            "0",
+            "--report_to",
+            "none",
+            "--progress",
+            "false",
+        ],
+    )
+    train(recipe)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    tokens = sum(r["completion_length"] * PROMPTS * GENERATIONS for r in rows)
+    return {
+        "train_seconds": sum(r["time/step"] for r in rows),
+        "completion_tokens": tokens,
+        "steps": len(rows),
+        "data": source,
+    }
+
+
+def run_side(side: str) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.grpo_vs_trl", "--side", side],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} side failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    from tests.benchmarks.common import save, table
+
+    results = {side: run_side(side) for side in ("trl", "reasonrl")}
+    rows = []
+    for side, r in results.items():
+        r["tokens_per_second"] = r["completion_tokens"] / r["train_seconds"]
+        rows.append(
+            {
+                "side": side,
+                "steps": r["steps"],
+                "completion tokens": f"{r['completion_tokens']:.0f}",
+                "train s": f"{r['train_seconds']:.1f}",
+                "tokens/s": f"{r['tokens_per_second']:.1f}",
+                "wall s": f"{r['wall_seconds']:.1f}",
+                "peak RSS MiB": f"{r['peak_rss_mib']:.0f}",
+            }
+        )
+    table(rows)
+    speed = results["reasonrl"]["tokens_per_second"] / results["trl"]["tokens_per_second"]
+    memory = results["reasonrl"]["peak_rss_mib"] / results["trl"]["peak_rss_mib"]
+    print(f"reasonrl / TRL: throughput {speed:.2f}x, peak memory {memory:.2f}x  (target: >= 3x at <= 1.0x)")
+    save("grpo_vs_trl", {"results": results, "throughput_ratio": speed, "memory_ratio": memory})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--side":
+        result = trl_side() if sys.argv[2] == "trl" else reasonrl_side()
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+    else:
+        main()

@@ -1,0 +1,134 @@
+"""PPO on CartPole-v1: reasonrl's agent vs CleanRL's ppo.py, same hyper-parameters, one run.
+
+CleanRL's ppo.py is not on PyPI in a form that runs with Gymnasium (the PyPI package
+is the 2021 gym version), and its code is not part of this repository. Point
+``CLEANRL_PPO`` at its ppo.py (default: ``../cleanrl/cleanrl/ppo.py`` beside the
+project); it runs unmodified, over a thin classic-gym shim onto Gymnasium
+(tests/benchmarks/gym_shim). Both sides use CleanRL's defaults: 4 environments x 128
+steps, lr 2.5e-4 annealed, 4 epochs x 4 minibatches, clip 0.2, entropy 0.01, seed 1,
+500k steps. Reported: environment steps per second, and the step at which the mean
+return of the last 20 episodes first reaches 475.
+Target (issue 8): reasonrl >= 2x CleanRL's steps per second, no worse sample efficiency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = int(os.environ.get("BENCH_PPO_STEPS", 500_000))
+CLEANRL = Path(os.environ.get("CLEANRL_PPO", ROOT.parent / "cleanrl" / "cleanrl" / "ppo.py"))
+
+
+def solved_at(points: list[tuple[int, float]], window: int = 20, threshold: float = 475.0) -> int | None:
+    recent = deque(maxlen=window)
+    for step, ret in points:
+        recent.append(ret)
+        if len(recent) == window and sum(recent) / window >= threshold:
+            return step
+    return None
+
+
+def run_cleanrl(work: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "benchmarks" / "gym_shim")}
+    command = [
+        sys.executable,
+        str(CLEANRL),
+        "--seed",
+        "1",
+        "--total-timesteps",
+        str(STEPS),
+        "--cuda",
+        "False",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"CleanRL ppo.py failed:\n{proc.stderr[-3000:]}")
+    points = [
+        (int(s), float(r)) for s, r in re.findall(r"global_step=(\d+), episodic_return=([\d.]+)", proc.stdout)
+    ]
+    sps = [int(x) for x in re.findall(r"SPS: (\d+)", proc.stdout)]
+    return {
+        "steps_per_second": sps[-1],
+        "wall_seconds": seconds,
+        "solved_at": solved_at(points),
+        "episodes": len(points),
+    }
+
+
+def run_reasonrl(work: Path) -> dict:
+    out = work / "reasonrl"
+    overrides = [
+        "--seed",
+        "1",
+        "--total_steps",
+        str(STEPS),
+        "--learning_rate",
+        "2.5e-4",
+        "--output_dir",
+        str(out),
+        "--solve_threshold",
+        "475",
+        "--solve_window",
+        "20",
+        "--progress",
+        "false",
+        "--report_to",
+        "none",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "reasonrl", "control", "recipes/control/ppo-cartpole.yaml", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"reasonrl control failed:\n{proc.stderr[-3000:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    return {
+        "steps_per_second": last["steps_per_second"],
+        "wall_seconds": seconds,
+        "solved_at": summary["solved_at"],
+        "episodes": summary["episodes"],
+    }
+
+
+def main() -> None:
+    from tests.benchmarks.common import save, table
+
+    if not CLEANRL.exists():
+        print(f"CleanRL's ppo.py not found at {CLEANRL}: set CLEANRL_PPO=/path/to/cleanrl/ppo.py; skipped")
+        return
+    work = Path(tempfile.mkdtemp())
+    results = {"cleanrl": run_cleanrl(work), "reasonrl": run_reasonrl(work)}
+    rows = [
+        {
+            "side": side,
+            "steps/s": f"{r['steps_per_second']:.0f}",
+            "475 reached at": str(r["solved_at"]),
+            "episodes": r["episodes"],
+            "wall s": f"{r['wall_seconds']:.1f}",
+        }
+        for side, r in results.items()
+    ]
+    table(rows)
+    speed = results["reasonrl"]["steps_per_second"] / results["cleanrl"]["steps_per_second"]
+    print(f"reasonrl / CleanRL steps per second: {speed:.2f}x (target >= 2x); {STEPS} steps, seed 1")
+    save("ppo_vs_cleanrl", {"results": results, "speed_ratio": speed, "cleanrl_file": str(CLEANRL)})
+
+
+if __name__ == "__main__":
+    main()
