@@ -8,6 +8,7 @@ import gymnasium
 import numpy as np
 
 spaces = gymnasium.spaces
+Env = gymnasium.Env  # for the scripts' type annotations
 
 
 class _Env:
