@@ -14,7 +14,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from reasonrl.models.cache import build_once, cache_dir
+from reasonrl.models.cache import build_once, cache_dir, save_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def load_from_gguf(dtype=None):
 
 def _convert(out: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM
 
     log.info("converting %s to safetensors in %s (once)", gguf_path(), out)
     gguf_model, tokenizer = load_from_gguf(dtype=torch.float32)
@@ -66,13 +66,7 @@ def _convert(out: Path) -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict(), assign=True)
     model.tie_weights()
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    save_model_folder(model, tokenizer, out)
 
 
 def embedded_model_dir() -> Path:

@@ -14,10 +14,7 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def completion_logprobs(
     model,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    completion_ids: torch.Tensor,
-    completion_mask: torch.Tensor,
+    batch,
     temperature: float = 1.0,
     with_entropy: bool = False,
     micro_batch: int | None = None,
@@ -25,17 +22,19 @@ def completion_logprobs(
     """log π(c_t | prompt, c_<t) for every completion token, and optionally the entropy.
 
     Args:
-      prompt_ids, prompt_mask: [N, P], left-padded.
-      completion_ids, completion_mask: [N, C], right-padded.
+      batch: a ``Rollouts`` (or anything with its four tensors): ``prompt_ids`` and
+        ``prompt_mask`` [N, P], left-padded; ``completion_ids`` and ``completion_mask``
+        [N, C], right-padded.
       temperature: the sampling temperature; log-probs are those of softmax(z / τ).
       with_entropy: also return the per-token entropy of softmax(z / τ).
       micro_batch: rows per forward pass (None = all at once).
     Returns:
       (logprobs [N, C], entropy [N, C] or None); padding positions hold junk, mask them.
     """
+    completion_ids = batch.completion_ids
     C = completion_ids.shape[1]
-    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    input_ids = torch.cat([batch.prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1)
     step = micro_batch or input_ids.shape[0]
     logps, entropies = [], []
     for start in range(0, input_ids.shape[0], step):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from reasonrl.models.cache import build_once, cache_dir
+from reasonrl.models.cache import build_once, cache_dir, save_model_folder
 
 TINY_NAME = "tiny-llama"
 TINY_SEED = 1234
@@ -61,7 +61,7 @@ def build_tokenizer():
 
 def _build(out: Path) -> None:
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer()
     config = LlamaConfig(
@@ -74,13 +74,7 @@ def _build(out: Path) -> None:
     config.name_or_path = TINY_NAME
     torch.manual_seed(TINY_SEED)
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-    )
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    save_model_folder(model, tokenizer, out)
 
 
 def tiny_model_dir() -> Path:

@@ -71,10 +71,7 @@ class HFEngine:
             )
             logps, _ = completion_logprobs(
                 self.model,
-                batch.prompt_ids,
-                batch.prompt_mask,
-                batch.completion_ids,
-                batch.completion_mask,
+                batch,
                 temperature=sampling.temperature or 1.0,
                 micro_batch=self.micro_batch,
             )

@@ -32,7 +32,7 @@ from reasonrl.models.lora import disabled_adapters
 from reasonrl.rollout import Rollouts, SamplingConfig, encode_prompts
 from reasonrl.trainers.episodes import collect, reward_set
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, make_policy_engine, sync_engine
+from reasonrl.trainers.policy import build_policy, make_policy_engine, sync
 from reasonrl.trainers.recipe import Recipe
 from reasonrl.trainers.run import Run, make_optimizer
 
@@ -76,14 +76,7 @@ def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> Rol
 def sequence_logps(model, batch: Rollouts, micro: int, run) -> torch.Tensor:
     """Σ_t log π(y_t | x, y_<t) over each row's completion tokens, [rows]."""
     with run.autocast():
-        logps, _ = completion_logprobs(
-            model,
-            batch.prompt_ids,
-            batch.prompt_mask,
-            batch.completion_ids,
-            batch.completion_mask,
-            micro_batch=micro,
-        )
+        logps, _ = completion_logprobs(model, batch, micro_batch=micro)
     return (logps.float() * batch.completion_mask).sum(-1)
 
 
@@ -156,8 +149,7 @@ def sampled_reward(run, model, engine, rewards, problems, cfg) -> float:
     """Mean verifier reward of the policy's own samples on ``problems``."""
     if not problems:
         return float("nan")
-    with run.gathered(model):
-        sync_engine(engine, run.accelerator.unwrap_model(model))
+    sync(run, engine, model)
     sampling = SamplingConfig(n=4, temperature=cfg.temperature, max_tokens=cfg.max_completion_length)
     episodes = collect(run, model, engine, rewards, problems, sampling)
     return episodes.scores.total.mean().item()
@@ -213,8 +205,7 @@ def train_dpo(recipe: Recipe) -> Run:
     for round_index in range(rounds):
         if cfg.on_policy:
             run.seed(10_000 + round_index)
-            with run.gathered(model):
-                sync_engine(engine, run.accelerator.unwrap_model(model))
+            sync(run, engine, model)
             batch_problems = ProblemSampler(problems, train.seed).batch(round_index, cfg.prompts_per_round)
             sampling = SamplingConfig(
                 n=cfg.num_generations, temperature=cfg.temperature, max_tokens=cfg.max_completion_length

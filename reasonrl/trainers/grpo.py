@@ -29,10 +29,10 @@ from reasonrl.losses import (
     masked_mean,
 )
 from reasonrl.models.logprobs import completion_logprobs
-from reasonrl.rollout import Rollouts, SamplingConfig
+from reasonrl.rollout import Rollouts
 from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, make_policy_engine, reference_logprobs, sync_engine
+from reasonrl.trainers.policy import build_policy, reference_logprobs, start_engine, sync
 from reasonrl.trainers.recipe import GRPOSection, Recipe
 from reasonrl.trainers.run import Run, make_optimizer
 
@@ -72,15 +72,7 @@ def policy_loss(
     batch = inputs.rollouts.select(rows)
     mask = inputs.mask[rows]
     with run.autocast():
-        logp, entropy = completion_logprobs(
-            model,
-            batch.prompt_ids,
-            batch.prompt_mask,
-            batch.completion_ids,
-            batch.completion_mask,
-            cfg.temperature,
-            with_entropy=True,
-        )
+        logp, entropy = completion_logprobs(model, batch, cfg.temperature, with_entropy=True)
     logp = logp.float()
     old = logp.detach() if inputs.old_logprobs is None else inputs.old_logprobs[rows]
     surrogate = clipped_surrogate(logp, old, inputs.advantages[rows], cfg.epsilon, cfg.epsilon_high)
@@ -137,20 +129,13 @@ def train_grpo(recipe: Recipe) -> Run:
     optimizer, scheduler = make_optimizer(policy.model, train)
     model, optimizer = run.prepare(policy.model, optimizer)
     start = run.resume(model, optimizer, scheduler)
-    engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
-    with run.gathered(model):
-        sync_engine(engine, run.accelerator.unwrap_model(model))
+    engine, sampling = start_engine(
+        run, policy, model, recipe, cfg.num_generations, cfg.temperature, cfg.max_completion_length
+    )
     trainer_fp32 = recipe.model.dtype == "float32" and not train.bf16
     engine_fp32 = recipe.rollout.engine == "hf" or recipe.rollout.dtype == "float32"
     source = old_logprobs_source(cfg, trainer_fp32 and engine_fp32)
-    log.info("rollout engine: %s; old log-probs: %s", type(engine).__name__, source)
-    sampling = SamplingConfig(
-        n=cfg.num_generations,
-        temperature=cfg.temperature,
-        top_p=recipe.rollout.top_p,
-        max_tokens=cfg.max_completion_length,
-        stop=recipe.rollout.stop,
-    )
+    log.info("old log-probs: %s", source)
 
     progress = run.progress(start, train.max_steps, "grpo")
     for step in progress:
@@ -178,15 +163,7 @@ def train_grpo(recipe: Recipe) -> Run:
             old = rollouts.sampling_logprobs
         elif source == "recompute":
             with torch.no_grad(), run.autocast():
-                old = completion_logprobs(
-                    unwrapped,
-                    rollouts.prompt_ids,
-                    rollouts.prompt_mask,
-                    rollouts.completion_ids,
-                    rollouts.completion_mask,
-                    cfg.temperature,
-                    micro_batch=micro,
-                )[0].float()
+                old = completion_logprobs(unwrapped, rollouts, cfg.temperature, micro_batch=micro)[0].float()
         inputs = StepInputs(rollouts, advantages, mask, old, ref)
 
         t1 = time.perf_counter()
@@ -195,8 +172,7 @@ def train_grpo(recipe: Recipe) -> Run:
             for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
                 updates.append(update(model, optimizer, inputs, rows, cfg, run))
         scheduler.step()
-        with run.gathered(model):
-            sync_engine(engine, run.accelerator.unwrap_model(model))
+        sync(run, engine, model)
         times = {"generate": t_gen, "update": time.perf_counter() - t1, "step": time.perf_counter() - t0}
         metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
         log_step(run, step + 1, metrics, episodes)

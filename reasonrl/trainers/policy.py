@@ -12,7 +12,7 @@ import torch
 from reasonrl.models import load, resolve
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters, is_peft, merged_weights, wrap_lora
-from reasonrl.rollout import Rollouts, make_engine
+from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
 from reasonrl.trainers.recipe import ModelSection, RolloutSection
 
 log = logging.getLogger("reasonrl")
@@ -52,12 +52,9 @@ def reference_logprobs(
     policy: Policy, model, batch: Rollouts, temperature: float, micro_batch: int, autocast
 ):
     """log π_ref of the completion tokens: the base model (LoRA off) or the frozen copy."""
-    args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, temperature)
-    with autocast:
-        if policy.reference is not None:
-            return completion_logprobs(policy.reference, *args, micro_batch=micro_batch)[0].float()
-        with disabled_adapters(model):
-            return completion_logprobs(model, *args, micro_batch=micro_batch)[0].float()
+    with autocast, disabled_adapters(model):
+        reference = policy.reference if policy.reference is not None else model
+        return completion_logprobs(reference, batch, temperature, micro_batch=micro_batch)[0].float()
 
 
 def make_policy_engine(policy: Policy, section: RolloutSection, seed: int, max_len: int):
@@ -74,6 +71,27 @@ def make_policy_engine(policy: Policy, section: RolloutSection, seed: int, max_l
         kv_cache_gib=section.kv_cache_gib,
         gpu_memory_utilization=section.gpu_memory_utilization,
     )
+
+
+def start_engine(
+    run, policy: Policy, model, recipe, n: int, temperature: float, max_tokens: int, module=None
+):
+    """Build the policy's rollout engine, push the current weights (of ``module``, see sync),
+    and return it with the sampling settings."""
+    engine = make_policy_engine(policy, recipe.rollout, recipe.train.seed, max_tokens + 512)
+    sync(run, engine, model, module)
+    log.info("rollout engine: %s", type(engine).__name__)
+    rollout = recipe.rollout
+    sampling = SamplingConfig(
+        n=n, temperature=temperature, top_p=rollout.top_p, max_tokens=max_tokens, stop=rollout.stop
+    )
+    return engine, sampling
+
+
+def sync(run, engine, model, module=None) -> None:
+    """Push ``module`` (default: the prepared ``model``, unwrapped) into the engine; all ranks call it."""
+    with run.gathered(model):
+        sync_engine(engine, module if module is not None else run.accelerator.unwrap_model(model))
 
 
 def sync_engine(engine, model) -> None:

@@ -35,10 +35,10 @@ from reasonrl.losses import (
     value_loss,
 )
 from reasonrl.models.logprobs import position_ids
-from reasonrl.rollout import Rollouts, SamplingConfig
+from reasonrl.rollout import Rollouts
 from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, make_policy_engine, reference_logprobs, sync_engine
+from reasonrl.trainers.policy import build_policy, reference_logprobs, start_engine, sync
 from reasonrl.trainers.recipe import PPOSection, Recipe
 from reasonrl.trainers.run import Run, make_optimizer
 
@@ -183,16 +183,9 @@ def train_ppo(recipe: Recipe) -> Run:
     optimizer, scheduler = make_optimizer(actor_critic, train)
     model, optimizer = run.prepare(actor_critic, optimizer)
     start = run.resume(model, optimizer, scheduler)
-    engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
-    with run.gathered(model):
-        sync_engine(engine, run.accelerator.unwrap_model(model).policy)
-    log.info("rollout engine: %s", type(engine).__name__)
-    sampling = SamplingConfig(
-        n=1,
-        temperature=cfg.temperature,
-        top_p=recipe.rollout.top_p,
-        max_tokens=cfg.max_completion_length,
-        stop=recipe.rollout.stop,
+    actor = run.accelerator.unwrap_model(model).policy
+    engine, sampling = start_engine(
+        run, policy, model, recipe, 1, cfg.temperature, cfg.max_completion_length, actor
     )
 
     progress = run.progress(start, train.max_steps, "ppo")
@@ -224,8 +217,7 @@ def train_ppo(recipe: Recipe) -> Run:
             for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
                 updates.append(ppo_update(model, optimizer, batch, rows, cfg, run))
         scheduler.step()
-        with run.gathered(model):
-            sync_engine(engine, run.accelerator.unwrap_model(model).policy)
+        sync(run, engine, model, actor)
         times = {"generate": t_gen, "update": time.perf_counter() - t1, "step": time.perf_counter() - t0}
         metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
         metrics["kl"] = masked_mean(kl, mask).item()

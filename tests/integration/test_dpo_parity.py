@@ -34,9 +34,7 @@ def _as_trl(pair: PreferencePair) -> dict:
 
 @torch.no_grad()
 def sequence_logps(model, batch):
-    lp, _ = completion_logprobs(
-        model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask
-    )
+    lp, _ = completion_logprobs(model, batch)
     return (lp * batch.completion_mask).sum(-1)
 
 

@@ -17,14 +17,7 @@ PROMPTS = ["1+1=", [{"role": "user", "content": "2+3="}], "Tom has 3 apples. He 
 
 def recomputed(model, batch: Rollouts, temperature: float) -> torch.Tensor:
     with torch.no_grad():
-        logps, _ = completion_logprobs(
-            model,
-            batch.prompt_ids,
-            batch.prompt_mask,
-            batch.completion_ids,
-            batch.completion_mask,
-            temperature,
-        )
+        logps, _ = completion_logprobs(model, batch, temperature)
     return logps
 
 
