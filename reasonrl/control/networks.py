@@ -6,7 +6,9 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Normal
+
+from reasonrl.losses import entropy_from_logits, token_logprobs
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -36,16 +38,18 @@ class DiscreteActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
+    # Log-probs and entropy come from reasonrl.losses, not torch.distributions.Categorical,
+    # whose construction and argument checks cost more than the 64-unit MLP at every env step.
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample actions: (action, log π(action), V(obs))."""
-        dist = Categorical(logits=self.actor(obs))
-        action = dist.sample()
-        return action, dist.log_prob(action), self.value(obs)
+        logits = self.actor(obs)
+        action = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+        return action, token_logprobs(logits, action), self.value(obs)
 
     def evaluate(self, obs: torch.Tensor, action: torch.Tensor):
         """(log π(action), entropy, V(obs)) for given actions."""
-        dist = Categorical(logits=self.actor(obs))
-        return dist.log_prob(action), dist.entropy(), self.value(obs)
+        logits = self.actor(obs)
+        return token_logprobs(logits, action), entropy_from_logits(logits, chunk_size=4096), self.value(obs)
 
 
 class SquashedGaussianActor(nn.Module):
