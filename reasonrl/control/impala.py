@@ -19,8 +19,8 @@ import torch
 
 from reasonrl.control.common import finish, start
 from reasonrl.control.envs import EpisodeLog, final_observations, finished_episodes, make_vector_env
-from reasonrl.control.networks import DiscreteActorCritic
-from reasonrl.losses import policy_gradient_loss, value_loss, vtrace
+from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
+from reasonrl.losses import policy_gradient_loss, token_logprobs, value_loss, vtrace
 
 
 class UnrollActor:
@@ -29,55 +29,47 @@ class UnrollActor:
     def __init__(self, env_id: str, num_envs: int, seed: int, hidden: int, gamma: float, length: int):
         torch.set_num_threads(1)
         torch.manual_seed(seed)
-        self.envs, obs = make_vector_env(env_id, num_envs, seed)
-        self.obs = torch.as_tensor(obs, dtype=torch.float32)
-        self.policy = DiscreteActorCritic(self.obs.shape[1], self.envs.single_action_space.n, hidden)
+        self.envs, self.obs = make_vector_env(env_id, num_envs, seed)
+        obs_dim, n_actions = self.obs.shape[1], self.envs.single_action_space.n
+        self.network = DiscreteActorCritic(obs_dim, n_actions, hidden)
+        self.policy = ActingCopy(self.network)
         self.gamma, self.length, self.version = gamma, length, -1
 
     def set_weights(self, state: dict, version: int) -> None:
-        self.policy.load_state_dict(state)
+        self.network.load_state_dict(state)
+        self.policy = ActingCopy(self.network)
         self.version = version
 
     def unroll(self) -> dict:
-        T, N = self.length, self.obs.shape[0]
-        obs = torch.zeros(T + 1, N, self.obs.shape[1])
-        actions, logp = torch.zeros(T, N, dtype=torch.long), torch.zeros(T, N)
-        rewards, dones = torch.zeros(T, N), torch.zeros(T, N)
+        T, (N, obs_dim) = self.length, self.obs.shape
+        obs = np.zeros((T + 1, N, obs_dim), np.float32)
+        logits = np.zeros((T, N, self.envs.single_action_space.n), np.float32)
+        actions = np.zeros((T, N), np.int64)
+        rewards, dones = np.zeros((T, N), np.float32), np.zeros((T, N), np.float32)
+        uniforms = torch.rand(T, N, dtype=torch.float64).numpy()
         episodes = []
         for t in range(T):
-            obs[t] = self.obs
-            with torch.inference_mode():
-                action, action_logp, _ = self.policy.act(self.obs)
-            next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
-            reward = torch.as_tensor(reward, dtype=torch.float32)
+            obs[t], logits[t] = self.obs, self.policy.logits(self.obs)
+            actions[t] = sample_categorical(logits[t], uniforms[t])
+            self.obs, reward, terminated, truncated, info = self.envs.step(actions[t])
             cut = truncated & ~terminated
             if cut.any():  # a time limit is not terminal: bootstrap with the actor's own critic
-                with torch.inference_mode():
-                    final = torch.as_tensor(final_observations(info, cut), dtype=torch.float32)
-                    reward[torch.as_tensor(np.flatnonzero(cut))] += self.gamma * self.policy.value(final)
-            actions[t], logp[t], rewards[t] = action, action_logp, reward
-            dones[t] = torch.as_tensor(terminated | truncated, dtype=torch.float32)
-            self.obs = torch.as_tensor(next_obs, dtype=torch.float32)
+                reward = reward.astype(np.float32)
+                reward[cut] += self.gamma * self.policy.value(final_observations(info, cut))
+            rewards[t], dones[t] = reward, terminated | truncated
             episodes += finished_episodes(info)
         obs[T] = self.obs
-        return {
-            "obs": obs,
-            "actions": actions,
-            "behaviour_logp": logp,
-            "rewards": rewards,
-            "dones": dones,
-            "episodes": episodes,
-            "version": self.version,
-        }
+        unroll = {"obs": obs, "actions": actions, "rewards": rewards, "dones": dones}
+        unroll = {k: torch.from_numpy(v) for k, v in unroll.items()}
+        unroll["behaviour_logp"] = token_logprobs(torch.from_numpy(logits), unroll["actions"])
+        return {**unroll, "episodes": episodes, "version": self.version}
 
 
 def learner_step(agent, optimizer, unroll: dict, cfg) -> dict:
     """One V-trace update on an unroll (time-major [T, N])."""
     obs, actions = unroll["obs"], unroll["actions"]
     T = actions.shape[0]
-    logits = agent.actor(obs[:T])
-    dist = torch.distributions.Categorical(logits=logits)
-    target_logp = dist.log_prob(actions)
+    target_logp, entropy, _ = agent.evaluate(obs[:T], actions)
     values = agent.value(obs)  # [T + 1, N]
     trace = vtrace(
         unroll["behaviour_logp"],
@@ -91,7 +83,7 @@ def learner_step(agent, optimizer, unroll: dict, cfg) -> dict:
     )
     pg = policy_gradient_loss(target_logp, trace.pg_advantages).mean()
     vl = value_loss(values[:T], trace.vs).mean()
-    entropy = dist.entropy().mean()
+    entropy = entropy.mean()
     loss = pg + cfg.vf_coef * vl - cfg.ent_coef * entropy
     optimizer.zero_grad()
     loss.backward()

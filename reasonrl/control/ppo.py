@@ -15,8 +15,8 @@ import torch
 
 from reasonrl.control.common import finish, start
 from reasonrl.control.envs import EpisodeLog, final_observations, finished_episodes, make_vector_env
-from reasonrl.control.networks import DiscreteActorCritic
-from reasonrl.losses import clipped_surrogate, generalized_advantage_estimation, value_loss
+from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
+from reasonrl.losses import clipped_surrogate, generalized_advantage_estimation, token_logprobs, value_loss
 
 
 def train_ppo_agent(recipe) -> dict:
@@ -25,47 +25,48 @@ def train_ppo_agent(recipe) -> dict:
     envs, obs = make_vector_env(recipe.env_id, cfg.num_envs, train.seed)
     obs_dim, n_actions = envs.single_observation_space.shape[0], envs.single_action_space.n
     agent = DiscreteActorCritic(obs_dim, n_actions, cfg.hidden)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
     T, N = cfg.num_steps, cfg.num_envs
     batch = T * N
     num_updates = train.total_steps // batch
     first = run.resume(agent, optimizer, None) // batch
     episodes = EpisodeLog(train.solve_window, train.solve_threshold)
 
-    obs_buf = torch.zeros(T, N, obs_dim)
-    act_buf = torch.zeros(T, N, dtype=torch.long)
-    logp_buf, rew_buf, done_buf, val_buf = (torch.zeros(T, N) for _ in range(4))
-    obs = torch.as_tensor(obs, dtype=torch.float32)
+    # the rollout lives in numpy (environments speak numpy) and crosses to torch once per update
+    obs_buf = np.zeros((T, N, obs_dim), np.float32)
+    logits_buf = np.zeros((T, N, n_actions), np.float32)
+    act_buf = np.zeros((T, N), np.int64)
+    rew_buf, done_buf, val_buf = (np.zeros((T, N), np.float32) for _ in range(3))
     progress = run.progress(first * batch, num_updates * batch, f"ppo {recipe.env_id}")
     started = time.perf_counter()
     for update in range(first, num_updates):
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - update / num_updates) * cfg.learning_rate
+        policy = ActingCopy(agent)
+        uniforms = torch.rand(T, N, dtype=torch.float64).numpy()  # torch's seeded generator
         for t in range(T):
-            with torch.inference_mode():
-                action, logp, value = agent.act(obs)
-            next_obs, reward, terminated, truncated, info = envs.step(action.numpy())
-            done = terminated | truncated
-            reward = torch.as_tensor(reward, dtype=torch.float32)
+            logits, value = policy.logits(obs), policy.value(obs)
+            action = sample_categorical(logits, uniforms[t])
+            next_obs, reward, terminated, truncated, info = envs.step(action)
             cut = truncated & ~terminated
             if cfg.bootstrap_truncated and cut.any():  # a time limit is not a terminal state
-                final = final_observations(info, cut)
-                with torch.inference_mode():
-                    reward[torch.as_tensor(np.flatnonzero(cut))] += cfg.gamma * agent.value(
-                        torch.as_tensor(final, dtype=torch.float32)
-                    )
-            obs_buf[t], act_buf[t], logp_buf[t], val_buf[t] = obs, action, logp, value
-            rew_buf[t], done_buf[t] = reward, torch.as_tensor(done, dtype=torch.float32)
-            obs = torch.as_tensor(next_obs, dtype=torch.float32)
+                reward = reward.astype(np.float32)  # a copy: the env may reuse its array
+                reward[cut] += cfg.gamma * policy.value(final_observations(info, cut))
+            obs_buf[t], logits_buf[t], act_buf[t], val_buf[t] = obs, logits, action, value
+            rew_buf[t], done_buf[t] = reward, terminated | truncated
+            obs = next_obs
             episodes.add(finished_episodes(info), (update * T + t + 1) * N)
 
-        with torch.no_grad():
-            advantages, returns = generalized_advantage_estimation(
-                rew_buf, val_buf, done_buf, agent.value(obs), cfg.gamma, cfg.gae_lambda
-            )
-        b_obs, b_act = obs_buf.reshape(batch, obs_dim), act_buf.reshape(batch)
-        b_logp, b_adv, b_ret, b_val = (x.reshape(batch) for x in (logp_buf, advantages, returns, val_buf))
-        clipped, losses = [], []
+        rollout = [torch.from_numpy(x) for x in (obs_buf, logits_buf, act_buf, rew_buf, done_buf, val_buf)]
+        b_obs, logits, b_act, rewards, dones, values = rollout
+        old_logp = token_logprobs(logits, b_act)
+        bootstrap = torch.from_numpy(policy.value(obs))
+        advantages, returns = generalized_advantage_estimation(
+            rewards, values, dones, bootstrap, cfg.gamma, cfg.gae_lambda
+        )
+        b_obs, b_act = b_obs.reshape(batch, obs_dim), b_act.reshape(batch)
+        b_logp, b_adv, b_ret, b_val = (x.reshape(batch) for x in (old_logp, advantages, returns, values))
+        stats = []
         for _ in range(cfg.update_epochs):
             for rows in torch.randperm(batch).chunk(cfg.num_minibatches):
                 new_logp, entropy, new_value = agent.evaluate(b_obs[rows], b_act[rows])
@@ -75,25 +76,26 @@ def train_ppo_agent(recipe) -> dict:
                 surrogate = clipped_surrogate(new_logp, b_logp[rows], adv, cfg.clip_coef)
                 v_loss = value_loss(
                     new_value, b_ret[rows], b_val[rows], cfg.clip_coef if cfg.clip_vloss else None
-                )
-                loss = surrogate.loss.mean() - cfg.ent_coef * entropy.mean() + cfg.vf_coef * v_loss.mean()
+                ).mean()
+                pg_loss, entropy = surrogate.loss.mean(), entropy.mean()
+                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-                clipped.append(surrogate.is_clipped.float().mean().item())
-                losses.append((surrogate.loss.mean().item(), v_loss.mean().item(), entropy.mean().item()))
+                clip_fraction = surrogate.is_clipped.float().mean()
+                stats.append(torch.stack([pg_loss, v_loss, entropy, clip_fraction]).detach())
+        pg, vl, ent, clipped = torch.stack(stats).mean(0).tolist()
 
         step = (update + 1) * batch
         progress.update(batch)
         metrics = episodes.drain()
-        pg, vl, ent = np.mean(losses, axis=0)
         explained = 1 - (b_ret - b_val).var() / b_ret.var().clamp(min=1e-8)
         metrics.update(
             policy_loss=pg,
             value_loss=vl,
             entropy=ent,
-            clip_fraction=float(np.mean(clipped)),
+            clip_fraction=clipped,
             explained_variance=float(explained),
             learning_rate=optimizer.param_groups[0]["lr"],
             steps_per_second=(step - first * batch) / (time.perf_counter() - started),

@@ -97,14 +97,15 @@ def generalized_advantage_estimation(
       (advantages A_t, returns R_t), each [T, B].
     """
     dones = _check_time_major(rewards, values, dones, bootstrap_value)
+    not_done = 1.0 - dones
+    next_values = torch.cat([values[1:], bootstrap_value.unsqueeze(0)])
+    deltas = rewards + gamma * not_done * next_values - values  # all δ_t at once
+    decay = gamma * lam * not_done
     advantages = torch.empty_like(rewards)
-    next_value, next_advantage = bootstrap_value, torch.zeros_like(bootstrap_value)
+    next_advantage = torch.zeros_like(bootstrap_value)
     for t in reversed(range(rewards.shape[0])):
-        not_done = 1.0 - dones[t]
-        delta = rewards[t] + gamma * not_done * next_value - values[t]
-        next_advantage = delta + gamma * lam * not_done * next_advantage
+        next_advantage = deltas[t] + decay[t] * next_advantage
         advantages[t] = next_advantage
-        next_value = values[t]
     return advantages, advantages + values
 
 

@@ -172,13 +172,10 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 256) -> torch.Te
     """
     check_float("logits", logits)
     flat = logits.reshape(-1, logits.shape[-1])
-    out = []
-    for chunk in flat.split(chunk_size):
-        probs = torch.softmax(chunk, dim=-1)
-        out.append(torch.logsumexp(chunk, dim=-1) - (probs * chunk).sum(-1))
+    out = [torch.logsumexp(c, -1) - (torch.softmax(c, -1) * c).sum(-1) for c in flat.split(chunk_size)]
     if not out:
         return logits.new_zeros(logits.shape[:-1])
-    return torch.cat(out).view(logits.shape[:-1])
+    return (out[0] if len(out) == 1 else torch.cat(out)).view(logits.shape[:-1])
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
