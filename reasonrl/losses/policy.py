@@ -159,31 +159,67 @@ def kl_estimate(
     return kl
 
 
-def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
-    """Entropy H = logsumexp(z) − Σ_v softmax(z)_v z_v of each row of logits (nats).
+def entropy_from_logits(
+    logits: torch.Tensor, chunk_size: int = 256, temperature: float = 1.0
+) -> torch.Tensor:
+    """Entropy H = logsumexp(z') − Σ_v softmax(z')_v z'_v, z' = z / τ, of each row of logits (nats).
 
     Rows are processed ``chunk_size`` at a time so a [B, T, V] tensor never needs a
-    second full-size softmax copy.
+    second full-size softmax (or scaled) copy.
 
     Args:
       logits: z, [..., V].
+      temperature: τ; the entropy is that of the sampling distribution softmax(z / τ).
     Returns:
       H, [...].
     """
     check_float("logits", logits)
     flat = logits.reshape(-1, logits.shape[-1])
-    out = [torch.logsumexp(c, -1) - (torch.softmax(c, -1) * c).sum(-1) for c in flat.split(chunk_size)]
+    out = []
+    for chunk in flat.split(chunk_size):
+        if temperature != 1.0:
+            chunk = chunk / temperature
+        out.append(torch.logsumexp(chunk, -1) - (torch.softmax(chunk, -1) * chunk).sum(-1))
     if not out:
         return logits.new_zeros(logits.shape[:-1])
     return (out[0] if len(out) == 1 else torch.cat(out)).view(logits.shape[:-1])
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    """z_k / τ − logsumexp(z / τ), keeping one [..., V] tensor (the logits) for backward.
+
+    Autograd's own version keeps the scaled logits and builds the gradient from three
+    [..., V] temporaries (softmax, the scattered one-hot, their sum); for an LM's
+    49k-word vocabulary those are the largest tensors of a training step. Here the
+    gradient (onehot_k − softmax(z / τ)) · g / τ is written into a single new tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, index: torch.Tensor, temperature: float) -> torch.Tensor:
+        scaled = logits if temperature == 1.0 else logits / temperature  # freed on return
+        lse = torch.logsumexp(scaled, dim=-1)
+        ctx.save_for_backward(logits, index, lse)
+        ctx.temperature = temperature
+        return scaled.gather(-1, index).squeeze(-1) - lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        logits, index, lse = ctx.saved_tensors
+        g = (grad_out / ctx.temperature).unsqueeze(-1)
+        grad = logits / ctx.temperature if ctx.temperature != 1.0 else logits.clone()
+        grad.sub_(lse.unsqueeze(-1)).exp_().mul_(-g)  # −softmax(z / τ) · g / τ
+        grad.scatter_add_(-1, index, g)
+        return grad, None, None
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log π(token) = z_token / τ − logsumexp(z / τ), without a full log-softmax copy.
 
     Gathering the chosen logit and subtracting the logsumexp keeps memory at one
-    [..., V] tensor (the logits) instead of two. In bf16/fp16 the logsumexp runs row
-    by row in float32, because a half-precision logsumexp over 49k entries loses
+    [..., V] tensor (the logits) instead of two, in the backward pass too (see
+    ``_TokenLogprobs``). In bf16/fp16 the logsumexp runs row by row in float32,
+    because a half-precision logsumexp over 49k entries loses
     the digits that distinguish near-equal log-probs.
 
     Args:
@@ -201,13 +237,11 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
         raise ValueError(
             f"logits {tuple(logits.shape)} must be tokens {tuple(tokens.shape)} plus a vocab axis"
         )
-    if temperature != 1.0:
-        logits = logits / temperature
     index = tokens.long().unsqueeze(-1)
     if logits.dtype in (torch.float32, torch.float64):
-        return logits.gather(-1, index).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        return _TokenLogprobs.apply(logits, index, float(temperature))
     rows = [
-        row.float().gather(-1, idx).squeeze(-1) - torch.logsumexp(row.float(), dim=-1)
+        _TokenLogprobs.apply(row.float(), idx, float(temperature))
         for row, idx in zip(logits, index, strict=True)
     ]
     return torch.stack(rows)

