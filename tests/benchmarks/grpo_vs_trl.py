@@ -6,8 +6,9 @@ prompts per step, 128 new tokens at most, temperature 0.7, beta 0, loss_type dap
 the same number of steps, one optimizer step per 8 completions taken in micro-batches
 of 4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumulation
 2). Each side runs in its own process (so peak memory is its own). TRL generates
-with HF generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates with its in-process vLLM engine (bf16 weights, 0.25 GiB KV cache:
-8 sequences of at most ~400 tokens need 75 MiB).
+with HF generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates
+with its in-process vLLM engine (bf16 weights, 0.25 GiB KV cache: 8 sequences of at
+most ~400 tokens need 75 MiB).
 
 Reported: completion tokens per second of training (completion tokens generated /
 wall-clock of the training loop, model loading excluded), seconds per step (the
