@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ("time/", "tokens_per_second")
+# measurements of the machine, not of the run: they differ between identical runs
+TIMING = ("time/", "tokens_per_second", "memory/")
 
 
 def cli(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -106,7 +106,7 @@ def _shared_prompt_logits(model, batch, rows: slice) -> list[torch.Tensor] | Non
     cache = out.past_key_values
     if cache is None:
         return None
-    cache.batch_select_indices(inverse)  # each completion gets its prompt's keys and values
+    _select_rows(cache, inverse)  # each completion gets its prompt's keys and values
     full_mask = torch.cat([mask[inverse], batch.completion_mask[rows]], dim=1)
     rest = model(
         input_ids=batch.completion_ids[rows],
@@ -115,4 +115,16 @@ def _shared_prompt_logits(model, batch, rows: slice) -> list[torch.Tensor] | Non
         past_key_values=cache,
         use_cache=True,
     )
-    return [out.logits[inverse, -1:], rest.logits[:, :-1]]
+    return [out.logits[:, -1:].index_select(0, inverse), rest.logits[:, :-1]]
+
+
+def _select_rows(cache, index: torch.Tensor) -> None:
+    """Row ``index[i]`` of every layer's keys and values becomes row i (rows repeat).
+
+    ``index_select``, not advanced indexing: the backward of ``t[index]`` with repeated
+    rows accumulates with parallel atomic adds on CPU, in a different order each run,
+    which broke bit-exact resumption; ``index_select`` accumulates in order.
+    """
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, index)
+        layer.values = layer.values.index_select(0, index)

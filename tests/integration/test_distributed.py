@@ -14,6 +14,13 @@ ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def deepspeed_ops_built():
+    """Build DeepSpeed's CPU shared-memory collective once, here, not in two ranks at once."""
+    code = "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=900)
+
+
 def launch(config: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
