@@ -160,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--temperature", type=float, default=0.0)
     ev.add_argument("--max-tokens", dest="max_tokens", type=int, default=256)
     ev.add_argument("--engine", default="vllm", choices=["vllm", "hf"])
-    ev.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="vLLM weights")
+    ev.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float32"],
+        help="vLLM weights (auto: bfloat16 where the hardware has it natively, else float32)",
+    )
     ev.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", help="folder for items.jsonl and summary.json")

@@ -41,7 +41,7 @@ class EvalConfig:
     max_tokens: int = 256  # lm-eval's max_gen_toks
     engine: str = "vllm"
     engine_fallback: bool = True
-    dtype: str = "bfloat16"  # vLLM weights
+    dtype: str = "auto"  # vLLM weights (auto: bfloat16 where native, else float32)
     batch_size: int = 128  # problems per generate call (progress granularity)
     seed: int = 0
     output: str | None = None

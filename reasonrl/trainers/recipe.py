@@ -39,7 +39,8 @@ class DataSection:
 class RolloutSection:
     engine: Literal["vllm", "hf"] = "vllm"
     engine_fallback: bool = False  # use HF generate when vLLM is missing instead of failing
-    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"  # vLLM weights
+    # vLLM weights; auto = bfloat16 where the hardware has it natively, else float32
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_model_len: int = 1024
     kv_cache_gib: float = 2  # vLLM KV cache on CPU, GiB (fractions allowed)
     gpu_memory_utilization: float = 0.3
@@ -110,7 +111,9 @@ class TrainSection:
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     micro_batch_size: int = 8  # sequences per forward/backward (memory knob; does not change the result)
-    bf16: bool = False  # bfloat16 autocast for forward/backward, fp32 master weights
+    # bfloat16 autocast for forward/backward, fp32 master weights; auto = only where bf16
+    # is native (AMX / AVX512-BF16 CPUs, recent GPUs): emulated bf16 is slower than fp32
+    bf16: bool | Literal["auto"] = False
     gradient_checkpointing: bool = False
     logging_steps: int = 1
     save_steps: int = 0  # 0 = save only at the end

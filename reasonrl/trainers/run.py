@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from reasonrl.config import dump_recipe, to_dict
+from reasonrl.models.precision import resolve_bf16, resolve_dtype
 from reasonrl.trainers import checkpoint
 from reasonrl.trainers.runlog import RunLog
 
@@ -77,6 +78,16 @@ def release_free_memory() -> None:
         pass
 
 
+def _resolve_precision(recipe, device_type: str) -> None:
+    """Turn the recipe's ``auto`` precisions into what this machine runs fast (in place, so
+    the saved recipe.yaml says what ran)."""
+    train, rollout = recipe.train, recipe.rollout
+    train.bf16 = resolve_bf16(train.bf16, device_type)
+    if rollout.engine == "vllm":  # on the GPU when there is one, whatever the trainer's device
+        rollout.dtype = resolve_dtype(rollout.dtype)
+    log.info("precision: bf16 autocast %s, rollout weights %s", train.bf16, rollout.dtype)
+
+
 @dataclass
 class Run:
     recipe: object
@@ -91,6 +102,7 @@ class Run:
         report = [r for r in train.report_to if r != "none"]
         accelerator = make_accelerator(log_with=report or None, project_dir=str(output_dir))
         is_main = accelerator.is_main_process
+        _resolve_precision(recipe, accelerator.device.type)
         run = cls(recipe, accelerator, RunLog(output_dir, accelerator, is_main), output_dir)
         if is_main:
             if not train.resume:

@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reasonrl.config import load_recipe
 from reasonrl.control.recipe import ControlRecipe
+from reasonrl.models.precision import native_bf16
 from reasonrl.trainers.recipe import Recipe
 from tests.helpers import ROOT, cli, metrics
 
@@ -65,3 +67,8 @@ def test_smollm2_recipe_runs(tmp_path, algorithm):
     assert (out / "final" / "adapter_model.safetensors").exists()
     assert "rollout engine" in (out / "train.log").read_text() or algorithm == "dpo"
     assert metrics(out)
+    # the saved recipe says which precision ran: `auto` resolved for this machine
+    ran = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert ran["train"]["bf16"] is native_bf16()
+    if ran["rollout"]["engine"] == "vllm":
+        assert ran["rollout"]["dtype"] == ("bfloat16" if native_bf16() else "float32")

@@ -1,0 +1,47 @@
+"""``auto`` precision: bfloat16 only where the hardware multiplies it natively."""
+
+import logging
+
+import pytest
+import torch
+
+from reasonrl.config import load_recipe
+from reasonrl.models import precision
+from reasonrl.trainers.recipe import Recipe
+from tests.helpers import ROOT
+
+
+@pytest.fixture(params=[True, False], ids=["native-bf16", "emulated-bf16"])
+def cpu(request, monkeypatch):
+    """A CPU with (AMX) or without (AVX2 only) native bf16; the rest of the flags are real."""
+    caps = dict(torch.cpu.get_capabilities(), amx_bf16=request.param, avx512_bf16=False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    precision._warn_emulated.cache_clear()
+    return request.param
+
+
+def test_auto_picks_the_native_type(cpu):
+    assert precision.native_bf16("cpu") is cpu
+    assert precision.resolve_dtype("auto", "cpu") == ("bfloat16" if cpu else "float32")
+    assert precision.resolve_bf16("auto", "cpu") is cpu
+
+
+def test_explicit_choices_are_kept_and_emulated_bf16_warns(cpu, caplog):
+    with caplog.at_level(logging.WARNING, logger="reasonrl"):
+        assert precision.resolve_dtype("float32", "cpu") == "float32"
+        assert precision.resolve_bf16(False, "cpu") is False
+        assert not caplog.records
+        assert precision.resolve_dtype("bfloat16", "cpu") == "bfloat16"
+        assert precision.resolve_bf16(True, "cpu") is True
+    warnings = [r.getMessage() for r in caplog.records]
+    if cpu:
+        assert not warnings
+    else:
+        assert len(warnings) == 2 and all("no native bfloat16" in w for w in warnings)
+
+
+def test_recipes_accept_auto_and_bools():
+    recipe = load_recipe(Recipe, ROOT / "recipes/gsm8k/grpo-smollm2.yaml")
+    assert recipe.train.bf16 == "auto" and recipe.rollout.dtype == "auto"
+    over = load_recipe(Recipe, None, ["--train.bf16", "true", "--rollout.dtype", "float32"])
+    assert over.train.bf16 is True and over.rollout.dtype == "float32"
