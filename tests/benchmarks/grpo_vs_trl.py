@@ -7,8 +7,9 @@ the same number of steps, one optimizer step per 8 completions taken in micro-ba
 of 4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumulation
 2). Each side runs in its own process (so peak memory is its own). TRL generates
 with HF generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates
-with its in-process vLLM engine (bf16 weights, 0.25 GiB KV cache: 8 sequences of at
-most ~400 tokens need 75 MiB).
+with its in-process vLLM engine (weights in the machine's fast type, ``auto``: bf16
+with AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400
+tokens need 75 MiB).
 
 Reported: completion tokens per second of training (completion tokens generated /
 wall-clock of the training loop, model loading excluded), seconds per step (the
