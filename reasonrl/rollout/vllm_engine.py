@@ -10,6 +10,7 @@ not use offset"): the engine is seeded once at start (``LLM(seed=...)``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -115,9 +116,12 @@ class VLLMEngine:
         colocate path, fine on GPU) fails there.
         """
         worker = self.llm.llm_engine.model_executor.driver_worker
-        worker.reload_weights(
-            weights_iterator=((name, t.detach()) for name, t in named_tensors), is_checkpoint_format=True
-        )
+        dtype = getattr(torch, self.dtype)  # cast here, or vLLM warns once per tensor
+        with _quiet_expected_reload_warnings():
+            worker.reload_weights(
+                weights_iterator=((name, t.detach().to(dtype)) for name, t in named_tensors),
+                is_checkpoint_format=True,
+            )
         self._repack_tied_heads(worker.model_runner.model)
         self.llm.reset_prefix_cache()
 
@@ -176,3 +180,26 @@ class VLLMEngine:
             rows["reasons"],
             self.tokenizer.pad_token_id,
         )
+
+
+class _ExpectedReloadWarnings(logging.Filter):
+    """Drop vLLM's "<Layer>: Failed to load weights" for layers a checkpoint never holds:
+    rotary caches are computed, and a tied LM head's weight is the embedding, loaded
+    through it (vLLM puts the old tensors back for both). Any other layer still warns."""
+
+    LAYERS = ("RotaryEmbedding", "ParallelLMHead")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        expected = record.msg == "%s: Failed to load weights" and isinstance(record.args, tuple)
+        return not (expected and record.args[0] in self.LAYERS)
+
+
+@contextlib.contextmanager
+def _quiet_expected_reload_warnings():
+    logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    quiet = _ExpectedReloadWarnings()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
