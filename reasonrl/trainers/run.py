@@ -81,11 +81,11 @@ def release_free_memory() -> None:
 def _resolve_precision(recipe, device_type: str) -> None:
     """Turn the recipe's ``auto`` precisions into what this machine runs fast (in place, so
     the saved recipe.yaml says what ran)."""
-    train, rollout = recipe.train, recipe.rollout
-    train.bf16 = resolve_bf16(train.bf16, device_type)
-    if rollout.engine == "vllm":  # on the GPU when there is one, whatever the trainer's device
+    recipe.train.bf16 = resolve_bf16(recipe.train.bf16, device_type)
+    rollout = getattr(recipe, "rollout", None)  # control recipes have none
+    if rollout is not None and rollout.engine == "vllm":  # vLLM takes the GPU when there is one
         rollout.dtype = resolve_dtype(rollout.dtype)
-    log.info("precision: bf16 autocast %s, rollout weights %s", train.bf16, rollout.dtype)
+        log.info("precision: bf16 autocast %s, vLLM weights %s", recipe.train.bf16, rollout.dtype)
 
 
 @dataclass
