@@ -37,7 +37,7 @@ def resolve_dtype(dtype: str, device_type: str | None = None) -> str:
     if dtype == "auto":
         return "bfloat16" if native_bf16(device_type) else "float32"
     if dtype == "bfloat16" and not native_bf16(device_type):
-        _warn_emulated("dtype bfloat16")
+        _warn_emulated("dtype bfloat16", device_type)
     return dtype
 
 
@@ -46,17 +46,17 @@ def resolve_bf16(bf16: bool | str, device_type: str | None = None) -> bool:
     if bf16 == "auto":
         return native_bf16(device_type)
     if bf16 and not native_bf16(device_type):
-        _warn_emulated("bf16 autocast")
+        _warn_emulated("bf16 autocast", device_type)
     return bool(bf16)
 
 
 @functools.cache  # once per process and kind
-def _warn_emulated(what: str) -> None:
-    name = torch.cpu.get_capabilities().get("cpu_name", "this CPU")
+def _warn_emulated(what: str, device_type: str | None) -> None:
+    on_cpu = (device_type or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
     log.warning(
-        "%s was asked for, but %s has no native bfloat16 (AMX or AVX512-BF16): it is "
-        "emulated and can be many times slower than float32; use `auto` to pick the "
-        "fast type per machine",
+        "%s was asked for, but %s has no native bfloat16 (AMX or AVX512-BF16 on a CPU): "
+        "it is emulated and can be many times slower than float32; use `auto` to pick "
+        "the fast type per machine",
         what,
-        name if not torch.cuda.is_available() else "this GPU",
+        torch.cpu.get_capabilities().get("cpu_name", "this CPU") if on_cpu else "this GPU",
     )
