@@ -18,9 +18,13 @@ import torch
 log = logging.getLogger("reasonrl")
 
 
+def _device_type(device_type: str | None) -> str:
+    return device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def native_bf16(device_type: str | None = None) -> bool:
     """True when ``device_type`` (default: CUDA if present, else CPU) multiplies bf16 natively."""
-    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    device_type = _device_type(device_type)
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device_type == "cpu":
@@ -52,7 +56,7 @@ def resolve_bf16(bf16: bool | str, device_type: str | None = None) -> bool:
 
 @functools.cache  # once per process and kind
 def _warn_emulated(what: str, device_type: str | None) -> None:
-    on_cpu = (device_type or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+    on_cpu = _device_type(device_type) == "cpu"
     log.warning(
         "%s was asked for, but %s has no native bfloat16 (AMX or AVX512-BF16 on a CPU): "
         "it is emulated and can be many times slower than float32; use `auto` to pick "
