@@ -20,7 +20,7 @@ run: $(STAMP)  ## train the default recipe on the embedded model (a few CPU minu
 	$(PY) -m reasonrl train $(RECIPE) $(RUN_ARGS)
 
 test: $(STAMP)  ## everything CI runs: unit, integration, learning (slow ones included)
-	$(PYTEST) tests --ignore=tests/benchmarks
+	$(PYTEST) tests --ignore=tests/benchmarks --durations=15
 
 test-fast: $(STAMP)  ## the quick tier only (no tests marked slow)
 	$(PYTEST) tests --ignore=tests/benchmarks -m "not slow"

@@ -1,10 +1,11 @@
-"""Completion log-probs with shared prompts equal whole-sequence ones: values and gradients."""
+"""Completion log-probs with shared prompts and length groups equal plain whole-sequence
+ones: values and gradients."""
 
 import pytest
 import torch
 
 from reasonrl.models import load
-from reasonrl.models.logprobs import completion_logprobs
+from reasonrl.models.logprobs import completion_logprobs, length_groups
 from reasonrl.models.lora import LoraConfig, wrap_lora
 from reasonrl.rollout import SamplingConfig, make_engine
 
@@ -27,10 +28,16 @@ def setup():
     return model, batch, tokenizer
 
 
-def logprobs_and_grads(model, batch, share: bool, micro_batch=None):
+def logprobs_and_grads(model, batch, share: bool, micro_batch=None, trim=True):
     model.zero_grad()
     logp, entropy = completion_logprobs(
-        model, batch, temperature=0.7, with_entropy=True, micro_batch=micro_batch, share_prompts=share
+        model,
+        batch,
+        temperature=0.7,
+        with_entropy=True,
+        micro_batch=micro_batch,
+        share_prompts=share,
+        trim_padding=trim,
     )
     mask = batch.completion_mask
     (logp * mask).sum().backward()
@@ -52,20 +59,64 @@ def test_shared_prompts_give_the_same_logprobs_and_gradients(setup, micro_batch)
         torch.testing.assert_close(shared[2][name], expected, rtol=1e-4, atol=1e-5 * scale, msg=name)
 
 
-def test_sharing_runs_each_prompt_once(setup):
-    model, batch, _ = setup
+def embedding_calls(model, batch, **kwargs) -> list[tuple[int, int]]:
+    """(rows, tokens) of every forward pass ``completion_logprobs`` makes."""
     seen = []
     hook = model.get_base_model().model.embed_tokens.register_forward_hook(
         lambda module, args, out: seen.append(tuple(args[0].shape))
     )
     try:
         with torch.no_grad():
-            completion_logprobs(model, batch)
+            completion_logprobs(model, batch, **kwargs)
     finally:
         hook.remove()
-    # one pass over the 3 distinct prompts, one over the 12 completions
+    return seen
+
+
+def test_sharing_runs_each_prompt_once(setup):
+    model, batch, _ = setup
+    # untrimmed: one pass over the 3 distinct prompts, one over the 12 completions
+    seen = embedding_calls(model, batch, trim_padding=False)
     assert [shape[0] for shape in seen] == [3, 12]
     assert seen[1][1] == batch.completion_ids.shape[1]
+    # trimmed: the prompts still once, then every completion exactly once across the groups
+    seen = embedding_calls(model, batch)
+    assert seen[0][0] == 3 and sum(rows for rows, _ in seen[1:]) == 12
+
+
+def test_groups_cut_the_padding(setup):
+    """Completions run in length groups, each as wide as its longest member, with the
+    same log-probs and gradients as the full padded batch."""
+    model, _, tokenizer = setup
+    batch = make_engine("hf", model, tokenizer, seed=3).generate(
+        PROMPTS, SamplingConfig(n=6, temperature=1.0, max_tokens=40)
+    )
+    lengths = sorted(batch.completion_lengths.tolist(), reverse=True)
+    assert lengths[0] > 2 * lengths[-1], f"want lengths that vary a lot, got {lengths}"
+    seen = embedding_calls(model, batch)[1:]
+    widths = [width for _, width in seen]
+    assert max(widths) == lengths[0] and min(widths) < lengths[0]
+    padded = sum(rows * width for rows, width in seen)
+    assert padded < len(lengths) * lengths[0]
+    print(f"lengths {lengths}: groups {seen}, {padded} tokens vs {len(lengths) * lengths[0]} untrimmed")
+    for share in (True, False):
+        full = logprobs_and_grads(model, batch, share=share, trim=False)
+        trimmed = logprobs_and_grads(model, batch, share=share, trim=True)
+        torch.testing.assert_close(trimmed[0], full[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(trimmed[1], full[1], rtol=1e-5, atol=1e-5)
+        for name, expected in full[2].items():
+            scale = expected.abs().max().item()
+            torch.testing.assert_close(trimmed[2][name], expected, rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+def test_length_groups():
+    # equal lengths: one pass; one long row among short ones: its own pass
+    assert length_groups([10, 10, 10]) == [(0, 3, 10)]
+    assert length_groups([200, 20, 20, 20], pass_cost=32) == [(0, 1, 200), (1, 4, 20)]
+    # a pass costs more than the padding it would save: stay together
+    assert length_groups([21, 20], pass_cost=32) == [(0, 2, 21)]
+    assert length_groups([0, 0]) == [(0, 2, 1)]  # never a zero-width pass
+    assert length_groups([]) == []
 
 
 def test_shared_prompt_gradients_are_bitwise_repeatable(setup):
