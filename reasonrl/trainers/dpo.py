@@ -29,10 +29,10 @@ from reasonrl.data.templates import make_prompt
 from reasonrl.losses import dpo_loss
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters
-from reasonrl.rollout import Rollouts, SamplingConfig, encode_prompts
+from reasonrl.rollout import Rollouts, encode_prompts
 from reasonrl.trainers.episodes import collect, reward_set
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, make_policy_engine, sync
+from reasonrl.trainers.policy import build_policy, make_policy_engine, sampling_config, sync
 from reasonrl.trainers.recipe import Recipe
 from reasonrl.trainers.run import Run, make_optimizer
 
@@ -150,7 +150,7 @@ def sampled_reward(run, model, engine, rewards, problems, cfg) -> float:
     if not problems:
         return float("nan")
     sync(run, engine, model)
-    sampling = SamplingConfig(n=4, temperature=cfg.temperature, max_tokens=cfg.max_completion_length)
+    sampling = sampling_config(run.recipe.rollout, 4, cfg.temperature, cfg.max_completion_length)
     episodes = collect(run, model, engine, rewards, problems, sampling)
     return episodes.scores.total.mean().item()
 
@@ -207,8 +207,8 @@ def train_dpo(recipe: Recipe) -> Run:
             run.seed(10_000 + round_index)
             sync(run, engine, model)
             batch_problems = ProblemSampler(problems, train.seed).batch(round_index, cfg.prompts_per_round)
-            sampling = SamplingConfig(
-                n=cfg.num_generations, temperature=cfg.temperature, max_tokens=cfg.max_completion_length
+            sampling = sampling_config(
+                recipe.rollout, cfg.num_generations, cfg.temperature, cfg.max_completion_length
             )
             episodes = collect(run, model, engine, rewards, batch_problems, sampling)
             train_pairs = on_policy_pairs(episodes, data)

@@ -14,6 +14,7 @@ from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters, is_peft, merged_weights, wrap_lora
 from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
 from reasonrl.trainers.recipe import ModelSection, RolloutSection
+from reasonrl.trainers.run import release_free_memory
 
 log = logging.getLogger("reasonrl")
 
@@ -81,17 +82,28 @@ def start_engine(
     engine = make_policy_engine(policy, recipe.rollout, recipe.train.seed, max_tokens + 512)
     sync(run, engine, model, module)
     log.info("rollout engine: %s", type(engine).__name__)
-    rollout = recipe.rollout
-    sampling = SamplingConfig(
-        n=n, temperature=temperature, top_p=rollout.top_p, max_tokens=max_tokens, stop=rollout.stop
-    )
+    sampling = sampling_config(recipe.rollout, n, temperature, max_tokens)
     return engine, sampling
+
+
+def sampling_config(rollout: RolloutSection, n: int, temperature: float, max_tokens: int) -> SamplingConfig:
+    """The sampling settings of a trainer's rollouts: the algorithm's n, temperature and
+    length, the recipe's rollout section for the rest."""
+    return SamplingConfig(
+        n=n,
+        temperature=temperature,
+        top_p=rollout.top_p,
+        max_tokens=max_tokens,
+        stop=rollout.stop,
+        ignore_eos=rollout.ignore_eos,
+    )
 
 
 def sync(run, engine, model, module=None) -> None:
     """Push ``module`` (default: the prepared ``model``, unwrapped) into the engine; all ranks call it."""
     with run.gathered(model):
         sync_engine(engine, module if module is not None else run.accelerator.unwrap_model(model))
+    release_free_memory()  # the merged copies and vLLM's reload buffers (~0.2 GiB for SmolLM2)
 
 
 def sync_engine(engine, model) -> None:

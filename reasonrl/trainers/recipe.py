@@ -46,6 +46,7 @@ class RolloutSection:
     gpu_memory_utilization: float = 0.3
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False  # always sample max_completion_length tokens (benchmarks)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """GRPO training throughput and memory: reasonrl vs TRL 1.16's GRPOTrainer, one run.
 
 Both sides: SmolLM2-135M-Instruct, LoRA r=16 on the same modules, fp32 training, the
-same GSM8K prompts (chat template), gsm8k + format rewards, num_generations 4, two
-prompts per step, 128 new tokens at most, temperature 0.7, beta 0, loss_type dapo,
+same GSM8K prompts at the same steps (chat template), gsm8k + format rewards, num_generations 4, two
+prompts per step, 128 new tokens at most, temperature 0.7, beta 0, loss_type dapo, constant lr,
 the same number of steps, one optimizer step per 8 completions taken in micro-batches
 of 4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumulation
 2). Each side runs in its own process (so peak memory is its own). TRL generates
@@ -11,7 +11,10 @@ with its in-process vLLM engine (weights in the machine's fast type, ``auto``: b
 with AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400
 tokens need 75 MiB).
 
-Reported: completion tokens per second of training (completion tokens generated /
+Two runs of both sides: natural lengths (EOS ends a completion, as in training; the two
+policies learn at their own pace and their lengths follow) and fixed lengths (EOS
+suppressed: every completion is 128 tokens on both sides, the same work, so the ratio
+is speed alone). Reported: completion tokens per second of training (completion tokens generated /
 wall-clock of the training loop, model loading excluded), seconds per step (the
 sampled lengths differ between the sides), end-to-end wall-clock, and peak resident
 memory. Target (issue 5): reasonrl >= 3x TRL's throughput at no
@@ -33,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = int(os.environ.get("BENCH_GRPO_STEPS", 4))
 PROMPTS, GENERATIONS, MAX_NEW, TEMPERATURE, LR = 2, 4, 128, 0.7, 1e-4
 MICRO = int(os.environ.get("BENCH_GRPO_MICRO", GENERATIONS))  # completions per forward/backward pass
+FIXED = "--fixed" in sys.argv  # every completion exactly MAX_NEW tokens (EOS suppressed) on both sides
 
 
 def problems(n: int):
@@ -41,6 +45,16 @@ def problems(n: int):
     local = ROOT.parent / "shared" / "data" / "gsm8k"
     source = str(local) if (local / "train.jsonl").exists() else str(ROOT / "data" / "synthetic_gsm8k.jsonl")
     return load_problems(source, "train", n), source
+
+
+def in_step_order(items: list) -> list:
+    """``items`` in the order reasonrl's sampler draws them (seed 0), so TRL (no
+    shuffling) sees the same prompts at the same steps: completion lengths depend
+    strongly on the problem, and tokens/s on the lengths."""
+    from reasonrl.data.sampler import ProblemSampler
+
+    sampler = ProblemSampler(items, seed=0)
+    return [p for step in range(STEPS) for p in sampler.batch(step, PROMPTS)]
 
 
 def trl_side() -> dict:
@@ -56,7 +70,7 @@ def trl_side() -> dict:
     items, source = problems(STEPS * PROMPTS)
     instruction = DataSection().instruction
     dataset = Dataset.from_list(
-        [{"prompt": make_prompt(p, "chat", instruction), "answer": p.answer} for p in items]
+        [{"prompt": make_prompt(p, "chat", instruction), "answer": p.answer} for p in in_step_order(items)]
     )
     gsm8k, fmt = build_reward("gsm8k", mode="strict"), build_reward("format", preset="gsm8k")
 
@@ -80,6 +94,8 @@ def trl_side() -> dict:
         beta=0.0,
         loss_type="dapo",
         learning_rate=LR,
+        lr_scheduler_type="constant",  # as the reasonrl recipe
+        shuffle_dataset=False,  # the order is in_step_order's
         max_steps=STEPS,
         use_cpu=True,
         bf16=False,
@@ -87,6 +103,7 @@ def trl_side() -> dict:
         logging_steps=1,
         save_strategy="no",
         seed=0,
+        generation_kwargs={"min_new_tokens": MAX_NEW} if FIXED else None,
     )
     lora = LoraConfig(
         r=16,
@@ -106,8 +123,14 @@ def trl_side() -> dict:
     trainer.train()
     seconds = time.perf_counter() - start
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h]
-    tokens = sum(h["completions/mean_length"] * PROMPTS * GENERATIONS for h in logs)
-    return {"train_seconds": seconds, "completion_tokens": tokens, "steps": len(logs), "data": source}
+    lengths = [h["completions/mean_length"] for h in logs]
+    return {
+        "train_seconds": seconds,
+        "completion_tokens": sum(lengths) * PROMPTS * GENERATIONS,
+        "mean_lengths": lengths,
+        "steps": len(logs),
+        "data": source,
+    }
 
 
 def reasonrl_side() -> dict:
@@ -140,6 +163,8 @@ def reasonrl_side() -> dict:
             str(TEMPERATURE),
             "--learning_rate",
             str(LR),
+            "--seed",
+            "0",
             "--epsilon_high",
             "0.2",
             "--bf16",
@@ -154,23 +179,26 @@ def reasonrl_side() -> dict:
             "none",
             "--progress",
             "false",
+            "--rollout.ignore_eos",
+            str(FIXED).lower(),
         ],
     )
     train(recipe)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    tokens = sum(r["completion_length"] * PROMPTS * GENERATIONS for r in rows)
+    lengths = [r["completion_length"] for r in rows]
     return {
         "train_seconds": sum(r["time/step"] for r in rows),
-        "completion_tokens": tokens,
+        "completion_tokens": sum(lengths) * PROMPTS * GENERATIONS,
+        "mean_lengths": lengths,
         "steps": len(rows),
         "data": source,
     }
 
 
-def run_side(side: str) -> dict:
+def run_side(side: str, fixed: bool) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.grpo_vs_trl", "--side", side],
+        [sys.executable, "-m", "tests.benchmarks.grpo_vs_trl", "--side", side] + ["--fixed"] * fixed,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -183,10 +211,11 @@ def run_side(side: str) -> dict:
     return result
 
 
-def main() -> None:
-    from tests.benchmarks.common import save, table
+def compare(fixed: bool) -> dict:
+    """Both sides, one after the other; their table and ratios."""
+    from tests.benchmarks.common import table
 
-    results = {side: run_side(side) for side in ("trl", "reasonrl")}
+    results = {side: run_side(side, fixed) for side in ("trl", "reasonrl")}
     rows = []
     for side, r in results.items():
         r["tokens_per_second"] = r["completion_tokens"] / r["train_seconds"]
@@ -194,6 +223,7 @@ def main() -> None:
             {
                 "side": side,
                 "steps": r["steps"],
+                "mean length per step": " ".join(f"{x:.0f}" for x in r["mean_lengths"]),
                 "completion tokens": f"{r['completion_tokens']:.0f}",
                 "train s": f"{r['train_seconds']:.1f}",
                 "tokens/s": f"{r['tokens_per_second']:.1f}",
@@ -201,6 +231,7 @@ def main() -> None:
                 "peak RSS MiB": f"{r['peak_rss_mib']:.0f}",
             }
         )
+    print(f"\n{'fixed' if fixed else 'natural'} lengths:")
     table(rows)
     speed = results["reasonrl"]["tokens_per_second"] / results["trl"]["tokens_per_second"]
     memory = results["reasonrl"]["peak_rss_mib"] / results["trl"]["peak_rss_mib"]
@@ -213,14 +244,20 @@ def main() -> None:
         f"reasonrl / TRL: throughput {speed:.2f}x, peak memory {memory:.2f}x  (target: >= 3x at <= 1.0x); "
         f"steps per second {step_ratio:.2f}x"
     )
-    save(
-        "grpo_vs_trl",
-        {"results": results, "throughput_ratio": speed, "memory_ratio": memory, "step_ratio": step_ratio},
-    )
+    return {"results": results, "throughput_ratio": speed, "memory_ratio": memory, "step_ratio": step_ratio}
+
+
+def main() -> None:
+    """Natural lengths (what training sees; the policies learn at different speeds, and
+    lengths follow) and fixed lengths (EOS suppressed: the same work on both sides, so the
+    ratio is speed alone)."""
+    from tests.benchmarks.common import save
+
+    save("grpo_vs_trl", {"natural": compare(fixed=False), "fixed": compare(fixed=True)})
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--side":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--side":
         result = trl_side() if sys.argv[2] == "trl" else reasonrl_side()
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))

@@ -204,3 +204,10 @@ def test_smollm2_bf16_engine_against_fp32_trainer():
     gap = (recomputed(model, batch, 0.7) - batch.sampling_logprobs)[batch.completion_mask].abs()
     print(f"bf16 engine vs fp32 trainer: mean |Δ log p| = {gap.mean():.4f}, max = {gap.max():.3f}")
     assert gap.mean() < 0.1 and gap.max() < 1.0
+    # ignore_eos (the fixed-length benchmarks): every completion runs to max_tokens
+    assert (batch.completion_lengths < 48).any(), "SmolLM2 should finish some answers early"
+    fixed = engine.generate(
+        [[{"role": "user", "content": "What is 12 + 7?"}]],
+        SamplingConfig(n=2, temperature=0.7, max_tokens=48, ignore_eos=True),
+    )
+    assert fixed.completion_lengths.tolist() == [48, 48] and fixed.finish_reasons == ["length"] * 2
