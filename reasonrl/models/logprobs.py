@@ -14,6 +14,8 @@ from reasonrl.losses import entropy_from_logits, token_logprobs
 # grouping weighs against the padding a group carries (fixed per-call work: 30 layers of
 # Python and small GEMMs; measured on SmolLM2-135M + LoRA, see length_groups).
 PASS_COST_TOKENS = 32
+# Passes per micro-batch when several processes train together (see _passes_per_rank).
+PASSES_PER_RANK = 2
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -48,7 +50,10 @@ def completion_logprobs(
       trim_padding: run the completions of a micro-batch in groups of similar length,
         each cut to its longest member (see ``length_groups``), instead of every row
         padded to C. RL completions vary a lot in length (a few hit the limit, many stop
-        early), and padding costs as much compute as real tokens.
+        early), and padding costs as much compute as real tokens. Under several processes
+        every rank makes the same number of passes (``PASSES_PER_RANK`` groups), because
+        ZeRO-3 gathers each layer's parameters collectively in every forward pass and DDP
+        broadcasts buffers in each.
     Returns:
       (logprobs [N, C], entropy [N, C] or None); padding positions hold junk, mask them.
     """
@@ -60,7 +65,7 @@ def completion_logprobs(
         lengths = batch.completion_mask[rows].sum(-1)
         if trim_padding:
             order = torch.sort(lengths, descending=True, stable=True).indices
-            groups = length_groups(lengths[order].tolist())
+            groups = length_groups(lengths[order].tolist(), passes=_passes_per_rank())
         else:
             order, groups = torch.arange(len(rows)), [(0, len(rows), C)]
         prompts = _encode_prompts(model, batch, rows) if share_prompts else None
@@ -91,27 +96,46 @@ def completion_logprobs(
     return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
 
 
-def length_groups(lengths: list[int], pass_cost: int = PASS_COST_TOKENS) -> list[tuple[int, int, int]]:
+def length_groups(
+    lengths: list[int], pass_cost: int = PASS_COST_TOKENS, passes: int | None = None
+) -> list[tuple[int, int, int]]:
     """Split rows sorted by length (longest first) into consecutive groups, one forward
     pass each, minimising padded tokens plus ``pass_cost`` per pass.
 
     A group [i, j) is padded to lengths[i], so it costs (j − i) · lengths[i] + pass_cost;
-    the best split is an O(n²) dynamic programme over n ≤ a micro-batch of rows.
+    the best split is a dynamic programme over n ≤ a micro-batch of rows. ``passes``
+    fixes the number of groups (at most n) instead of letting the cost choose it.
     Returns (begin, end, width) triples; width is at least 1.
     """
     n = len(lengths)
-    best = [0.0] + [float("inf")] * n  # best[j]: cheapest split of the first j rows
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(j):
-            cost = best[i] + (j - i) * max(lengths[i], 1) + pass_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
+    if n == 0:
+        return []
+    most = n if passes is None else min(passes, n)
+    inf = float("inf")
+    # best[k][j]: cheapest split of the first j rows into k groups; cut[k][j]: where the last starts
+    best = [[0.0] + [inf] * n] + [[inf] * (n + 1) for _ in range(most)]
+    cut = [[0] * (n + 1) for _ in range(most + 1)]
+    for k in range(1, most + 1):
+        for j in range(k, n + 1):
+            for i in range(k - 1, j):
+                cost = best[k - 1][i] + (j - i) * max(lengths[i], 1) + pass_cost
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, i
+    k = most if passes is not None else min(range(1, most + 1), key=lambda k: best[k][n])
     groups, j = [], n
     while j > 0:
-        groups.append((cut[j], j, max(lengths[cut[j]], 1)))
-        j = cut[j]
+        i = cut[k][j]
+        groups.append((i, j, max(lengths[i], 1)))
+        j, k = i, k - 1
     return groups[::-1]
+
+
+def _passes_per_rank() -> int | None:
+    """A fixed number of passes when several processes train together, else None (free)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return PASSES_PER_RANK
+    return None
 
 
 def _whole_sequence_logits(model, batch, rows: torch.Tensor, width: int) -> list[torch.Tensor]:

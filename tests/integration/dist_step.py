@@ -50,7 +50,12 @@ def main(out: str) -> None:
     torch.manual_seed(1 + run.rank)  # each rank its own prompts and samples, as in training
     engine = make_engine("hf", run.accelerator.unwrap_model(model), policy.tokenizer)
     with run.gathered(model):
-        rollouts = engine.generate([f"{run.rank}+{i}=" for i in range(4)], SamplingConfig(n=4, max_tokens=3))
+        rollouts = engine.generate(
+            [f"{run.rank}+{i}=" for i in range(4)], SamplingConfig(n=4, max_tokens=40, ignore_eos=True)
+        )
+    if run.rank == 0:  # lengths 40 and 1 here, 40 everywhere on rank 1: a free choice of
+        # length groups would make different numbers of forward passes on the two ranks
+        rollouts.completion_mask[1::2, 1:] = False
     rewards = torch.rand(len(rollouts))
     inputs = StepInputs(rollouts, group_advantages(rewards, 4), rollouts.completion_mask, None, None)
     stats = update(model, optimizer, inputs, torch.arange(len(rollouts)), recipe.grpo, run)

@@ -117,6 +117,11 @@ def test_length_groups():
     assert length_groups([21, 20], pass_cost=32) == [(0, 2, 21)]
     assert length_groups([0, 0]) == [(0, 2, 1)]  # never a zero-width pass
     assert length_groups([]) == []
+    # a fixed number of passes (several processes): exactly that many, the best such split
+    assert length_groups([10, 10, 10], passes=2) == [(0, 1, 10), (1, 3, 10)]
+    assert length_groups([200, 20, 20, 20], passes=2) == [(0, 1, 200), (1, 4, 20)]
+    assert length_groups([90, 85, 30, 20], passes=3) == [(0, 2, 90), (2, 3, 30), (3, 4, 20)]
+    assert length_groups([5], passes=2) == [(0, 1, 5)]
 
 
 def test_shared_prompt_gradients_are_bitwise_repeatable(setup):
