@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -102,32 +103,47 @@ def length_groups(
     """Split rows sorted by length (longest first) into consecutive groups, one forward
     pass each, minimising padded tokens plus ``pass_cost`` per pass.
 
-    A group [i, j) is padded to lengths[i], so it costs (j − i) · lengths[i] + pass_cost;
-    the best split is a dynamic programme over n ≤ a micro-batch of rows. ``passes``
-    fixes the number of groups (at most n) instead of letting the cost choose it.
+    A group [i, j) is padded to lengths[i], so it costs (j − i) · lengths[i] + pass_cost.
+    Cutting inside a run of equal lengths never lowers that, so only the m run starts
+    are candidate cuts (RL batches have few distinct lengths: the tiny drill has 2 in
+    256 rows) and the dynamic programme is O(m²), or O(passes · m²). ``passes`` fixes
+    the number of groups (at most n; the first rows are extra candidates for it).
     Returns (begin, end, width) triples; width is at least 1.
     """
     n = len(lengths)
     if n == 0:
         return []
-    most = n if passes is None else min(passes, n)
+    width = [max(x, 1) for x in lengths]
+    fixed = None if passes is None else min(passes, n)
+    runs = {i for i in range(n) if i == 0 or width[i] != width[i - 1]}
+    cuts = sorted(runs | set(range(fixed or 0))) + [n]  # candidate group starts, then the end
+
+    def cost(a: int, b: int) -> float:  # the group from cuts[a] to cuts[b]
+        return (cuts[b] - cuts[a]) * width[cuts[a]] + pass_cost
+
+    m = len(cuts) - 1
     inf = float("inf")
-    # best[k][j]: cheapest split of the first j rows into k groups; cut[k][j]: where the last starts
-    best = [[0.0] + [inf] * n] + [[inf] * (n + 1) for _ in range(most)]
-    cut = [[0] * (n + 1) for _ in range(most + 1)]
-    for k in range(1, most + 1):
-        for j in range(k, n + 1):
-            for i in range(k - 1, j):
-                cost = best[k - 1][i] + (j - i) * max(lengths[i], 1) + pass_cost
-                if cost < best[k][j]:
-                    best[k][j], cut[k][j] = cost, i
-    k = most if passes is not None else min(range(1, most + 1), key=lambda k: best[k][n])
-    groups, j = [], n
-    while j > 0:
-        i = cut[k][j]
-        groups.append((i, j, max(lengths[i], 1)))
-        j, k = i, k - 1
-    return groups[::-1]
+    if fixed is None:  # best[b]: cheapest split of the rows before cuts[b]
+        best, back = [0.0] + [inf] * m, [0] * (m + 1)
+        for b in range(1, m + 1):
+            back[b] = min(range(b), key=lambda a: best[a] + cost(a, b))
+            best[b] = best[back[b]] + cost(back[b], b)
+        chain = [m]
+        while chain[-1] > 0:
+            chain.append(back[chain[-1]])
+    else:  # best[k][b]: the same with exactly k groups
+        best = [[0.0] + [inf] * m] + [[inf] * (m + 1) for _ in range(fixed)]
+        back = [[0] * (m + 1) for _ in range(fixed + 1)]
+        for k in range(1, fixed + 1):
+            for b in range(k, m + 1):
+                back[k][b] = min(range(k - 1, b), key=lambda a: best[k - 1][a] + cost(a, b))
+                best[k][b] = best[k - 1][back[k][b]] + cost(back[k][b], b)
+        chain, k = [m], fixed
+        while k > 0:
+            chain.append(back[k][chain[-1]])
+            k -= 1
+    chain.reverse()
+    return [(cuts[a], cuts[b], width[cuts[a]]) for a, b in pairwise(chain)]
 
 
 def _passes_per_rank() -> int | None:
