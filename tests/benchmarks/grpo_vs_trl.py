@@ -9,7 +9,10 @@ of 4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumul
 with HF generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates
 with its in-process vLLM engine (weights in the machine's fast type, ``auto``: bf16
 with AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400
-tokens need 75 MiB).
+tokens need 75 MiB). TRL keeps its GRPOConfig default of gradient checkpointing on (less
+activation memory, the forward computed twice); ``BENCH_TRL_GRADIENT_CHECKPOINTING=0``
+turns it off. reasonrl does not checkpoint (its shared-prompt cache needs the keys and
+values kept).
 
 Two runs of both sides: natural lengths (EOS ends a completion, as in training; the two
 policies learn at their own pace and their lengths follow) and fixed lengths (EOS
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = int(os.environ.get("BENCH_GRPO_STEPS", 4))
 PROMPTS, GENERATIONS, MAX_NEW, TEMPERATURE, LR = 2, 4, 128, 0.7, 1e-4
 MICRO = int(os.environ.get("BENCH_GRPO_MICRO", GENERATIONS))  # completions per forward/backward pass
+TRL_CHECKPOINTING = os.environ.get("BENCH_TRL_GRADIENT_CHECKPOINTING", "1") == "1"  # TRL's default
 FIXED = "--fixed" in sys.argv  # every completion exactly MAX_NEW tokens (EOS suppressed) on both sides
 
 
@@ -99,6 +103,7 @@ def trl_side() -> dict:
         max_steps=STEPS,
         use_cpu=True,
         bf16=False,
+        gradient_checkpointing=TRL_CHECKPOINTING,
         report_to=[],
         logging_steps=1,
         save_strategy="no",
