@@ -103,7 +103,6 @@ def sync(run, engine, model, module=None) -> None:
     """Push ``module`` (default: the prepared ``model``, unwrapped) into the engine; all ranks call it."""
     with run.gathered(model):
         sync_engine(engine, module if module is not None else run.accelerator.unwrap_model(model))
-    release_free_memory()  # the merged copies and vLLM's reload buffers (~0.2 GiB for SmolLM2)
 
 
 def sync_engine(engine, model) -> None:
@@ -114,3 +113,4 @@ def sync_engine(engine, model) -> None:
         return  # it samples from the live model itself
     with merged_weights(model) as named:
         engine.update_weights(named)
+    release_free_memory()  # the merged copies and vLLM's reload buffers (~0.2 GiB for SmolLM2)
