@@ -63,8 +63,10 @@ def step_metrics(run, episodes: Episodes, updates: list[dict], times: dict, lr: 
         metrics[f"reward/{key}/mean"] = values.mean().item()
         metrics[f"reward/{key}/std"] = values.std().item()
         metrics[f"reward/{key}/errors"] = scores.errors[key]
-    for key in updates[0] if updates else []:
-        metrics[key] = sum(u[key] for u in updates) / len(updates)
+    # an update that skipped every row (GRPO, β = 0) computed no entropy, KL or clip fraction
+    for key in dict.fromkeys(k for u in updates for k in u):
+        values = [u[key] for u in updates if key in u]
+        metrics[key] = sum(values) / len(values)
     metrics["completion_length"] = lengths.mean().item()
     metrics["truncated_fraction"] = gather(rollouts.truncated.float()).mean().item()
     metrics["tokens_per_second"] = lengths.sum().item() / times["step"]

@@ -96,23 +96,48 @@ def policy_loss(
     return loss, stats
 
 
+def contributing_rows(inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, run) -> torch.Tensor:
+    """The rows of ``rows`` whose loss has a gradient.
+
+    With β = 0 a row's loss is its advantage times a function of its log-probs (the
+    clipped surrogate), so a row with A = 0 (every completion of its prompt scored the
+    same) or with no counted token adds exactly zero to the gradient. Its forward and
+    backward passes are skipped; the loss keeps its normaliser (the minibatch's tokens
+    or rows), so the gradient is the same. Early in training most groups score alike
+    (a small model rarely gets any answer right), and that is most of the update.
+
+    Only on one process without DeepSpeed: there every rank must run the same passes
+    (DDP reduces and ZeRO-3 gathers inside them, DeepSpeed steps inside backward).
+    """
+    if not cfg.skip_zero_advantage or cfg.beta > 0 or run.world_size > 1 or run.deepspeed:
+        return rows
+    live = (inputs.advantages[rows] != 0) & inputs.mask[rows].any(-1)
+    return rows[live]
+
+
 def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -> dict:
     """One optimizer step on the minibatch ``rows``, in micro-batches with accumulated gradients."""
     tokens = inputs.mask[rows].sum().clamp(min=1).float()
     if run.world_size > 1:  # token-mean over every process's tokens (DAPO), as DDP averages gradients
         tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
     stats, losses = [], []
-    chunks = rows.split(run.recipe.train.micro_batch_size)
+    live = contributing_rows(inputs, rows, cfg, run)
+    chunks = live.split(run.recipe.train.micro_batch_size) if len(live) else ()
     for i, chunk in enumerate(chunks):
         with run.micro_step(model, last=i == len(chunks) - 1):
             loss, s = policy_loss(model, inputs, chunk, cfg, tokens, len(chunk) / len(rows), run)
             run.accelerator.backward(loss)
         losses.append(loss.item())
         stats.append((s, inputs.mask[chunk].sum().item()))
+    if not chunks:  # a zero gradient still steps (Adam's momentum moves on), as computing it would
+        for p in model.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
     grad_norm = run.optimizer_step(model, optimizer)
     total = sum(n for _, n in stats) or 1
-    out = {k: sum(s[k] * n for s, n in stats) / total for k in stats[0][0]}
-    out.update(loss=sum(losses), grad_norm=grad_norm)
+    # clip fraction, KL, entropy and ratio are over the rows computed
+    out = {k: sum(s[k] * n for s, n in stats) / total for k in (stats[0][0] if stats else [])}
+    out.update(loss=sum(losses), grad_norm=grad_norm, skipped_fraction=1 - len(live) / len(rows))
     return out
 
 
@@ -178,7 +203,8 @@ def train_grpo(recipe: Recipe) -> Run:
         times = {"generate": t_gen, "update": t2 - t1, "sync": t3 - t2, "step": t3 - t0}
         metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
         log_step(run, step + 1, metrics, episodes)
-        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{metrics['kl']:.3f}")
+        kl = metrics.get("kl", 0.0)  # absent when every row was skipped (β = 0)
+        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{kl:.3f}")
         if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
             run.save(step + 1, model, optimizer, scheduler)
 

@@ -75,6 +75,59 @@ def test_outputs_of_a_lora_run(tmp_path):
     assert adapted.peft_config["default"].r == 4
 
 
+def test_skipping_zero_advantage_rows_keeps_the_update(tmp_path):
+    """Rows whose group scored alike (A = 0) are not run through the model when β = 0;
+    the weights after each step are the ones computing every row gives."""
+    runs = {}
+    for skip in ("true", "false"):
+        out = tmp_path / skip
+        cli(
+            "train",
+            RECIPE,
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "3",
+            "--skip_zero_advantage",
+            skip,
+            *FAST,
+        )
+        runs[skip] = (metrics(out), load_file(out / "final" / "model.safetensors"))
+    (skipped, weights), (full, reference) = runs["true"], runs["false"]
+    fractions = [r["skipped_fraction"] for r in skipped]
+    print("skipped fraction per step:", fractions)
+    assert all(0 < f < 1 for f in fractions)  # the drill starts with mixed and with uniform groups
+    assert all(r["skipped_fraction"] == 0 for r in full)
+    assert [r["reward/mean"] for r in skipped] == [r["reward/mean"] for r in full]
+    # the gradient itself (Adam's step would hide a wrong scale), then the weights
+    assert [r["grad_norm"] for r in skipped] == pytest.approx([r["grad_norm"] for r in full], rel=1e-5)
+    for name, tensor in reference.items():
+        assert torch.allclose(weights[name], tensor, rtol=1e-4, atol=1e-6), name  # summation order only
+
+
+def test_a_step_with_every_row_skipped_still_steps_the_optimizer(tmp_path):
+    """A reward no drill answer can earn (the GSM8K format needs "####", the drill's
+    completions are 2 tokens): every advantage is 0, no row runs, and the optimizer
+    steps on a zero gradient, as it would after computing it."""
+    recipe = tmp_path / "uniform.yaml"
+    text = (ROOT / RECIPE).read_text()
+    uniform = text.replace("{name: gsm8k, mode: flexible, weight: 1.0}", "{name: format, preset: gsm8k}")
+    assert uniform != text
+    recipe.write_text(uniform)
+    args = ["--max_steps", "2", "--weight_decay", "0.1", *FAST]
+    runs = {}
+    for skip in ("true", "false"):
+        out = tmp_path / skip
+        cli("train", str(recipe), "--output_dir", str(out), "--skip_zero_advantage", skip, *args)
+        runs[skip] = (metrics(out), load_file(out / "final" / "model.safetensors"))
+    (skipped, weights), (full, reference) = runs["true"], runs["false"]
+    assert [r["skipped_fraction"] for r in skipped] == [1.0, 1.0]
+    assert [r["grad_norm"] for r in skipped] == [r["grad_norm"] for r in full] == [0.0, 0.0]
+    assert "entropy" not in skipped[0] and "entropy" in full[0]  # nothing computed, nothing to report
+    for name, tensor in reference.items():  # weight decay moved them the same way
+        assert torch.equal(weights[name], tensor), name
+
+
 def test_unknown_key_is_named_with_nearest_valid_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     text = (ROOT / RECIPE).read_text().replace("  beta: 0.0", "  betta: 0.0")
