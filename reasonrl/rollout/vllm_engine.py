@@ -61,6 +61,11 @@ class VLLMEngine:
         ``kv_cache_memory_bytes``; the legacy ``VLLM_CPU_KVCACHE_SPACE`` overrides it).
         A token of SmolLM2-135M takes 23 KiB in bf16, so 0.25 GiB holds 11k tokens.
       gpu_memory_utilization: fraction of GPU memory for vLLM when on GPU.
+      enforce_eager: run the model eagerly (True), or let vLLM compile it with
+        torch.compile and, on GPU, CUDA graphs (False). "auto": eager on CPU, where
+        compiling SmolLM2-135M took 92 s at start against 9 s and then cut 8 x 128
+        tokens from 8.3-9.9 s to 6.4 s (2-core AVX2); compiled on GPU. Weight updates
+        reach the compiled model (greedy outputs after an update match HF's).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class VLLMEngine:
         kv_cache_gib: float = 2,
         gpu_memory_utilization: float = 0.3,
         trust_remote_code: bool = False,
+        enforce_eager: bool | str = "auto",
     ):
         _prepare_environment()
         dtype = resolve_dtype(dtype)
@@ -91,7 +97,7 @@ class VLLMEngine:
             dtype=dtype,
             seed=seed,
             max_model_len=max_model_len,
-            enforce_eager=True,
+            enforce_eager=current_platform.is_cpu() if enforce_eager == "auto" else bool(enforce_eager),
             gpu_memory_utilization=gpu_memory_utilization,
             # on GPU the cache is sized from gpu_memory_utilization instead
             kv_cache_memory_bytes=int(kv_cache_gib * 2**30) if current_platform.is_cpu() else None,

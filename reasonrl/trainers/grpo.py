@@ -115,6 +115,18 @@ def contributing_rows(inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, 
     return rows[live]
 
 
+def micro_batches(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """``rows`` in rollout order, ``size`` at a time.
+
+    A prompt's G completions are adjacent in a batch of rollouts, so in that order they
+    share micro-batches, and each distinct prompt of a micro-batch is run once for all of
+    its completions (``completion_logprobs``' shared prompts). Drawn at random, 8 rows of
+    2 prompts in micro-batches of 4 would almost always run 4 prompts, not 2. The order of the
+    micro-batches does not change the sum of their gradients.
+    """
+    return rows.sort().values.split(size) if len(rows) else ()
+
+
 def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -> dict:
     """One optimizer step on the minibatch ``rows``, in micro-batches with accumulated gradients."""
     tokens = inputs.mask[rows].sum().clamp(min=1).float()
@@ -122,7 +134,7 @@ def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -
         tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
     stats, losses = [], []
     live = contributing_rows(inputs, rows, cfg, run)
-    chunks = live.split(run.recipe.train.micro_batch_size) if len(live) else ()
+    chunks = micro_batches(live, run.recipe.train.micro_batch_size)
     for i, chunk in enumerate(chunks):
         with run.micro_step(model, last=i == len(chunks) - 1):
             loss, s = policy_loss(model, inputs, chunk, cfg, tokens, len(chunk) / len(rows), run)

@@ -71,6 +71,7 @@ def make_policy_engine(policy: Policy, section: RolloutSection, seed: int, max_l
         max_model_len=max(section.max_model_len, max_len),
         kv_cache_gib=section.kv_cache_gib,
         gpu_memory_utilization=section.gpu_memory_utilization,
+        enforce_eager=section.enforce_eager,
     )
 
 
