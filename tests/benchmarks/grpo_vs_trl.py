@@ -12,7 +12,9 @@ with AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400
 tokens need 75 MiB). TRL keeps its GRPOConfig default of gradient checkpointing on (less
 activation memory, the forward computed twice); ``BENCH_TRL_GRADIENT_CHECKPOINTING=0``
 turns it off. reasonrl does not checkpoint (its shared-prompt cache needs the keys and
-values kept).
+values kept). At natural lengths reasonrl runs twice: with the CPU default of an eager
+vLLM, and as a long CPU run would, with ``rollout.enforce_eager: false`` (vLLM compiles
+the model at start: about 80 s more, counted in "wall s", not in the training loop).
 
 Two runs of both sides: natural lengths (EOS ends a completion, as in training; the two
 policies learn at their own pace and their lengths follow; reasonrl skips the passes of
@@ -139,7 +141,7 @@ def trl_side() -> dict:
     }
 
 
-def reasonrl_side() -> dict:
+def reasonrl_side(compiled: bool = False) -> dict:
     from reasonrl.config import load_recipe
     from reasonrl.data import write_jsonl
     from reasonrl.trainers import train
@@ -190,6 +192,8 @@ def reasonrl_side() -> dict:
             # fixed lengths compare speed at the same work: every row through the model
             "--skip_zero_advantage",
             str(not FIXED).lower(),
+            "--rollout.enforce_eager",
+            str(not compiled).lower(),
         ],
     )
     train(recipe)
@@ -225,7 +229,8 @@ def compare(fixed: bool) -> dict:
     """Both sides, one after the other; their table and ratios."""
     from tests.benchmarks.common import table
 
-    results = {side: run_side(side, fixed) for side in ("trl", "reasonrl")}
+    sides = ("trl", "reasonrl") if fixed else ("trl", "reasonrl", "reasonrl-compiled")
+    results = {side: run_side(side, fixed) for side in sides}
     rows = []
     for side, r in results.items():
         r["tokens_per_second"] = r["completion_tokens"] / r["train_seconds"]
@@ -244,18 +249,24 @@ def compare(fixed: bool) -> dict:
         )
     print(f"\n{'fixed' if fixed else 'natural'} lengths:")
     table(rows)
-    speed = results["reasonrl"]["tokens_per_second"] / results["trl"]["tokens_per_second"]
-    memory = results["reasonrl"]["peak_rss_mib"] / results["trl"]["peak_rss_mib"]
-    # both sides train on 8 completions per step; sampled lengths differ, and a step's
-    # generation time follows its longest completion, so seconds per step is shown too
-    step_ratio = (results["trl"]["train_seconds"] / results["trl"]["steps"]) / (
-        results["reasonrl"]["train_seconds"] / results["reasonrl"]["steps"]
-    )
-    print(
-        f"reasonrl / TRL: throughput {speed:.2f}x, peak memory {memory:.2f}x  (target: >= 3x at <= 1.0x); "
-        f"steps per second {step_ratio:.2f}x"
-    )
-    return {"results": results, "throughput_ratio": speed, "memory_ratio": memory, "step_ratio": step_ratio}
+    ratios = {side: ratios_to_trl(results, side) for side in sides[1:]}
+    for side, r in ratios.items():
+        print(
+            f"{side} / TRL: throughput {r['throughput_ratio']:.2f}x, peak memory {r['memory_ratio']:.2f}x  "
+            f"(target: >= 3x at <= 1.0x); steps per second {r['step_ratio']:.2f}x"
+        )
+    return {"results": results, **ratios.pop("reasonrl"), **ratios}
+
+
+def ratios_to_trl(results: dict, side: str) -> dict:
+    ours, trl = results[side], results["trl"]
+    return {
+        "throughput_ratio": ours["tokens_per_second"] / trl["tokens_per_second"],
+        "memory_ratio": ours["peak_rss_mib"] / trl["peak_rss_mib"],
+        # both sides train on 8 completions per step; sampled lengths differ, and a step's
+        # generation time follows its longest completion, so seconds per step is shown too
+        "step_ratio": (trl["train_seconds"] / trl["steps"]) / (ours["train_seconds"] / ours["steps"]),
+    }
 
 
 def main() -> None:
@@ -269,7 +280,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--side":
-        result = trl_side() if sys.argv[2] == "trl" else reasonrl_side()
+        side = sys.argv[2]
+        result = trl_side() if side == "trl" else reasonrl_side(compiled=side == "reasonrl-compiled")
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
     else:
