@@ -8,9 +8,9 @@ import copy
 
 import torch
 
-from reasonrl.models import load, resolve
-from reasonrl.rollout import SamplingConfig, make_engine
-from tests.integration.test_rollout import PROMPTS, max_gap, needs_vllm
+from reasonrl.models import load
+from reasonrl.rollout import SamplingConfig
+from tests.integration.test_rollout import PROMPTS, max_gap, needs_vllm, vllm_for
 
 
 @needs_vllm
@@ -18,16 +18,8 @@ def test_compiled_vllm_engine_follows_weight_updates():
     """With torch.compile (``enforce_eager=False``, for long CPU runs) the in-place
     reload still reaches the model that runs: the compiled graph holds no old weights."""
     model, tokenizer = load("tiny-llama")
-    engine = make_engine(
-        "vllm",
-        None,
-        tokenizer,
-        model_dir=str(resolve("tiny-llama")),
-        dtype="float32",
-        max_model_len=256,
-        kv_cache_gib=0.25,
-        seed=3,
-        enforce_eager=False,
+    engine = vllm_for(
+        "tiny-llama", tokenizer, max_model_len=256, kv_cache_gib=0.25, seed=3, enforce_eager=False
     )
     assert not engine.llm.llm_engine.vllm_config.model_config.enforce_eager
     model = copy.deepcopy(model)

@@ -75,25 +75,20 @@ def test_outputs_of_a_lora_run(tmp_path):
     assert adapted.peft_config["default"].r == 4
 
 
+def with_and_without_skipping(tmp_path, recipe: str, *args: str):
+    """(metrics, final weights) of two runs of ``recipe``: zero-advantage rows skipped, then not."""
+    runs = []
+    for skip in ("true", "false"):
+        out = tmp_path / skip
+        cli("train", recipe, "--output_dir", str(out), "--skip_zero_advantage", skip, *args, *FAST)
+        runs.append((metrics(out), load_file(out / "final" / "model.safetensors")))
+    return runs
+
+
 def test_skipping_zero_advantage_rows_keeps_the_update(tmp_path):
     """Rows whose group scored alike (A = 0) are not run through the model when β = 0;
     the weights after each step are the ones computing every row gives."""
-    runs = {}
-    for skip in ("true", "false"):
-        out = tmp_path / skip
-        cli(
-            "train",
-            RECIPE,
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "3",
-            "--skip_zero_advantage",
-            skip,
-            *FAST,
-        )
-        runs[skip] = (metrics(out), load_file(out / "final" / "model.safetensors"))
-    (skipped, weights), (full, reference) = runs["true"], runs["false"]
+    (skipped, weights), (full, reference) = with_and_without_skipping(tmp_path, RECIPE, "--max_steps", "3")
     fractions = [r["skipped_fraction"] for r in skipped]
     print("skipped fraction per step:", fractions)
     assert all(0 < f < 1 for f in fractions)  # the drill starts with mixed and with uniform groups
@@ -114,13 +109,8 @@ def test_a_step_with_every_row_skipped_still_steps_the_optimizer(tmp_path):
     uniform = text.replace("{name: gsm8k, mode: flexible, weight: 1.0}", "{name: format, preset: gsm8k}")
     assert uniform != text
     recipe.write_text(uniform)
-    args = ["--max_steps", "2", "--weight_decay", "0.1", *FAST]
-    runs = {}
-    for skip in ("true", "false"):
-        out = tmp_path / skip
-        cli("train", str(recipe), "--output_dir", str(out), "--skip_zero_advantage", skip, *args)
-        runs[skip] = (metrics(out), load_file(out / "final" / "model.safetensors"))
-    (skipped, weights), (full, reference) = runs["true"], runs["false"]
+    runs = with_and_without_skipping(tmp_path, str(recipe), "--max_steps", "2", "--weight_decay", "0.1")
+    (skipped, weights), (full, reference) = runs
     assert [r["skipped_fraction"] for r in skipped] == [1.0, 1.0]
     assert [r["grad_norm"] for r in skipped] == [r["grad_norm"] for r in full] == [0.0, 0.0]
     assert "entropy" not in skipped[0] and "entropy" in full[0]  # nothing computed, nothing to report

@@ -27,6 +27,13 @@ def max_gap(model, batch, temperature):
     )
 
 
+def vllm_for(name: str, tokenizer, **settings):
+    """An in-process vLLM engine on the built-in model ``name`` (fp32 unless told)."""
+    return make_engine(
+        "vllm", None, tokenizer, model_dir=str(resolve(name)), **{"dtype": "float32", **settings}
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return load("tiny-llama")
@@ -36,17 +43,7 @@ def tiny():
 def vllm_engine(tiny):
     if not vllm_available():
         pytest.skip("vLLM is not installed")
-    _, tokenizer = tiny
-    return make_engine(
-        "vllm",
-        None,
-        tokenizer,
-        model_dir=str(resolve("tiny-llama")),
-        dtype="float32",
-        max_model_len=512,
-        kv_cache_gib=1,
-        seed=3,
-    )
+    return vllm_for("tiny-llama", tiny[1], max_model_len=512, kv_cache_gib=1, seed=3)
 
 
 @pytest.fixture
@@ -188,15 +185,7 @@ def test_rollouts_select_and_inputs():
 def test_smollm2_bf16_engine_against_fp32_trainer():
     """bf16 rollouts vs an fp32 trainer: close, not equal (the gap GRPO's ratios absorb)."""
     model, tokenizer = load("smollm2-135m-instruct")
-    engine = make_engine(
-        "vllm",
-        model,
-        tokenizer,
-        model_dir=str(resolve("smollm2-135m-instruct")),
-        dtype="bfloat16",
-        max_model_len=512,
-        kv_cache_gib=1,
-    )
+    engine = vllm_for("smollm2-135m-instruct", tokenizer, dtype="bfloat16", max_model_len=512, kv_cache_gib=1)
     batch = engine.generate(
         [[{"role": "user", "content": "What is 12 + 7?"}]] * 2,
         SamplingConfig(n=4, temperature=0.7, max_tokens=48),
