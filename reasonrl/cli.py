@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -197,10 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        return args.func(args)
+        code = args.func(args)
     except USER_ERRORS as err:  # the user's input, not a bug: the message names the problem and the place
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        code = 2
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of several processes (accelerate launch)
+        from reasonrl.trainers.run import end_process
+
+        end_process(code)
+    return code
 
 
 if __name__ == "__main__":

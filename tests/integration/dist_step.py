@@ -19,7 +19,7 @@ from reasonrl.rollout import SamplingConfig, make_engine
 from reasonrl.trainers.grpo import StepInputs, update
 from reasonrl.trainers.policy import build_policy
 from reasonrl.trainers.recipe import Recipe
-from reasonrl.trainers.run import Run, make_optimizer
+from reasonrl.trainers.run import Run, end_process, make_optimizer
 
 
 def full_parameters(run, model) -> torch.Tensor:
@@ -78,6 +78,8 @@ def main(out: str) -> None:
     }
     with open(f"{out}/rank{run.rank}.json", "w") as f:
         json.dump(report, f)
+    run.finish()
+    end_process(0)  # as `reasonrl train` does: see end_process for the abort a normal exit risks
 
 
 if __name__ == "__main__":
