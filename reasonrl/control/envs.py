@@ -8,10 +8,13 @@ convention of reasonrl.losses.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 import gymnasium as gym
 import numpy as np
+
+log = logging.getLogger("reasonrl")
 
 
 def make_vector_env(env_id: str, num_envs: int, seed: int) -> tuple[gym.vector.VectorEnv, np.ndarray]:
@@ -45,9 +48,10 @@ def final_observations(info: dict, done: np.ndarray) -> np.ndarray | None:
 class EpisodeLog:
     """Returns of finished episodes, a moving average, and when it first crossed a threshold."""
 
-    def __init__(self, window: int, threshold: float | None):
+    def __init__(self, window: int, threshold: float | None, stop_when_solved: bool = False):
         self.window = deque(maxlen=window)
         self.threshold = threshold
+        self.stop_when_solved = stop_when_solved
         self.solved_at: int | None = None
         self.count = 0
         self.recent: list[float] = []  # since the last call to drain()
@@ -60,6 +64,13 @@ class EpisodeLog:
             full = len(self.window) == self.window.maxlen
             if self.threshold is not None and self.solved_at is None and full and self.mean >= self.threshold:
                 self.solved_at = step
+
+    def should_stop(self) -> bool:
+        """The run was asked to stop at the threshold, and the moving average has reached it."""
+        if self.stop_when_solved and self.solved_at is not None:
+            log.info("%s reached at step %d: stopping (stop_when_solved)", self.threshold, self.solved_at)
+            return True
+        return False
 
     @property
     def mean(self) -> float:

@@ -111,7 +111,7 @@ def train_impala_agent(recipe) -> dict:
     probe.close()
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate)
     step = run.resume(agent, optimizer, None)
-    episodes = EpisodeLog(train.solve_window, train.solve_threshold)
+    episodes = EpisodeLog(train.solve_window, train.solve_threshold, train.stop_when_solved)
 
     ray.init(
         num_cpus=cfg.num_actors + 1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
@@ -151,7 +151,8 @@ def train_impala_agent(recipe) -> dict:
                 updates_since_push[id(actor)] = 0
             pending[actor.unroll.remote()] = actor
             progress.update(per_unroll)
-            if version % 10 == 0 or step >= train.total_steps:
+            stop = episodes.should_stop()
+            if version % 10 == 0 or step >= train.total_steps or stop:
                 metrics = episodes.drain()
                 metrics.update(
                     stats,
@@ -163,6 +164,8 @@ def train_impala_agent(recipe) -> dict:
                 progress.set_postfix(ret=f"{episodes.mean:.1f}", lag=metrics["policy_lag"])
             if train.save_every and step % train.save_every < per_unroll and step < train.total_steps:
                 run.save(step, agent, optimizer, None)
+            if stop:
+                break
     finally:
         ray.shutdown()
     return finish(run, {"agent": agent}, episodes, step, optimizer)

@@ -30,7 +30,7 @@ def train_ppo_agent(recipe) -> dict:
     batch = T * N
     num_updates = train.total_steps // batch
     first = run.resume(agent, optimizer, None) // batch
-    episodes = EpisodeLog(train.solve_window, train.solve_threshold)
+    episodes = EpisodeLog(train.solve_window, train.solve_threshold, train.stop_when_solved)
 
     # the rollout lives in numpy (environments speak numpy) and crosses to torch once per update
     obs_buf = np.zeros((T, N, obs_dim), np.float32)
@@ -38,7 +38,7 @@ def train_ppo_agent(recipe) -> dict:
     act_buf = np.zeros((T, N), np.int64)
     rew_buf, done_buf, val_buf = (np.zeros((T, N), np.float32) for _ in range(3))
     progress = run.progress(first * batch, num_updates * batch, f"ppo {recipe.env_id}")
-    started = time.perf_counter()
+    started, step = time.perf_counter(), first * batch
     for update in range(first, num_updates):
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - update / num_updates) * cfg.learning_rate
@@ -104,5 +104,7 @@ def train_ppo_agent(recipe) -> dict:
         progress.set_postfix(ret=f"{episodes.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
         if train.save_every and step % train.save_every < batch and step < num_updates * batch:
             run.save(step, agent, optimizer, None)
+        if episodes.should_stop():
+            break
     envs.close()
-    return finish(run, {"agent": agent}, episodes, num_updates * batch, optimizer)
+    return finish(run, {"agent": agent}, episodes, step, optimizer)

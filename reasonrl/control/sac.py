@@ -72,10 +72,10 @@ def train_sac_agent(recipe) -> dict:
     target_entropy = -float(act_dim)
     buffer = ReplayBuffer(min(cfg.buffer_size, train.total_steps), obs_dim, act_dim)
     rng = np.random.default_rng(train.seed)
-    episodes = EpisodeLog(train.solve_window, train.solve_threshold)
+    episodes = EpisodeLog(train.solve_window, train.solve_threshold, train.stop_when_solved)
     first = run.resume(nets, optimizers, None)
     progress = run.progress(first, train.total_steps, f"sac {recipe.env_id}")
-    started, stats = time.perf_counter(), {}
+    started, stats, steps_done = time.perf_counter(), {}, first
     for step in range(first, train.total_steps):
         if step < cfg.learning_starts:
             action = np.stack([space.sample()])
@@ -122,12 +122,16 @@ def train_sac_agent(recipe) -> dict:
             polyak(q1_target, q1, cfg.tau)
             polyak(q2_target, q2, cfg.tau)
         progress.update(1)
-        if (step + 1) % 1000 == 0 or step + 1 == train.total_steps:
+        steps_done = step + 1
+        stop = episodes.should_stop()
+        if (step + 1) % 1000 == 0 or step + 1 == train.total_steps or stop:
             metrics = episodes.drain()
             metrics.update(stats, steps_per_second=(step + 1 - first) / (time.perf_counter() - started))
             run.log.metrics(step + 1, metrics)
             progress.set_postfix(ret=f"{episodes.mean:.1f}")
         if train.save_every and (step + 1) % train.save_every == 0 and step + 1 < train.total_steps:
             run.save(step + 1, nets, optimizers, None)
+        if stop:
+            break
     envs.close()
-    return finish(run, {"actor": actor, "q1": q1, "q2": q2}, episodes, train.total_steps, optimizers)
+    return finish(run, {"actor": actor, "q1": q1, "q2": q2}, episodes, steps_done, optimizers)

@@ -7,6 +7,7 @@ import pytest
 from tests.helpers import cli, metrics
 
 FAST = ["--progress", "false", "--report_to", "none"]
+SOLVE = ["--stop_when_solved", "true"]  # the claim is the step it is solved at; the rest is CI time
 pytestmark = pytest.mark.slow
 
 
@@ -22,7 +23,7 @@ def first_and_best(rows, key):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_ppo_cartpole_reaches_475_within_150k_steps(tmp_path, seed):
-    summary = run("recipes/control/ppo-cartpole.yaml", tmp_path, "--seed", str(seed))
+    summary = run("recipes/control/ppo-cartpole.yaml", tmp_path, "--seed", str(seed), *SOLVE)
     start, best = first_and_best(metrics(tmp_path), "return_mean_20")
     print(
         f"PPO CartPole seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
@@ -32,7 +33,7 @@ def test_ppo_cartpole_reaches_475_within_150k_steps(tmp_path, seed):
 
 
 def test_impala_cartpole_reaches_400_within_500k_steps_with_2_actors(tmp_path):
-    summary = run("recipes/control/impala-cartpole.yaml", tmp_path, "--num_actors", "2")
+    summary = run("recipes/control/impala-cartpole.yaml", tmp_path, "--num_actors", "2", *SOLVE)
     rows = metrics(tmp_path)
     start, best = first_and_best(rows, "return_mean_20")
     lags = sorted({r["policy_lag"] for r in rows})
@@ -45,13 +46,15 @@ def test_impala_cartpole_reaches_400_within_500k_steps_with_2_actors(tmp_path):
 
 
 def test_sac_pendulum_reaches_minus_250_within_20k_steps(tmp_path):
-    summary = run("recipes/control/sac-pendulum.yaml", tmp_path)
+    summary = run("recipes/control/sac-pendulum.yaml", tmp_path, *SOLVE)
     start, best = first_and_best(metrics(tmp_path), "return_mean_10")
     print(
         f"SAC Pendulum: mean return (10 episodes) {start:.1f} -> best {best:.1f}; -250 reached at step "
         f"{summary['solved_at']}; final {summary['final_return_mean']:.1f}"
     )
     assert summary["solved_at"] is not None and summary["solved_at"] <= 20_000
+    assert summary["steps"] == summary["solved_at"]  # stopped there, and saved its networks
+    assert (tmp_path / "checkpoints" / f"checkpoint-{summary['steps']:06d}" / "COMPLETE").exists()
 
 
 def test_control_run_outputs(tmp_path):
