@@ -5,14 +5,18 @@ A checkpoint is a folder ``checkpoint-{step:06d}`` holding
     weights.safetensors     the trainable weights (LoRA adapter, or the whole model)
     optimizer.safetensors   optimizer tensors;  optimizer.json: its scalars and param groups
                             (optimizer-NAME.* for each of several named optimizers)
+    zero-rankR.safetensors  under DeepSpeed ZeRO: rank R's partition of the optimizer state
+                            (zero-rankR.json: its scalars, groups and the partition layout)
     scheduler.json          learning-rate scheduler state
     rng.safetensors         torch RNG state;     state.json: step, python RNG, trainer state
     COMPLETE                written last
 
 Everything is written into a hidden temporary folder that is renamed into place
 only once complete, and a folder without ``COMPLETE`` is never loaded: a run
-killed mid-write leaves the previous checkpoint as the latest one. Nothing is
-pickled, so loading a checkpoint never executes code.
+killed mid-write leaves the previous checkpoint as the latest one. (Every rank
+first writes its ZeRO partition into a hidden staging folder, which the main
+process moves into the checkpoint before ``COMPLETE``.) Nothing is pickled, so
+loading a checkpoint never executes code.
 """
 
 from __future__ import annotations
@@ -60,6 +64,65 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
+def staging_folder(output_dir: Path, step: int) -> Path:
+    """Where each rank writes its ZeRO partition before the main process commits checkpoint ``step``."""
+    return Path(output_dir) / "checkpoints" / f".staging-{step:06d}"
+
+
+def save_zero_partition(folder: Path, rank: int, optimizer, partitions: list[torch.Tensor]) -> None:
+    """Write rank ``rank``'s ZeRO optimizer partition into ``folder``.
+
+    ``partitions`` are the flat fp32 tensors this rank's inner ``optimizer`` updates.
+    Their state is saved by position, not through ``optimizer.state_dict()``: ZeRO-3
+    swaps them in and out of the optimizer's param groups around each step.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, scalars = {}, {}
+    for i, partition in enumerate(partitions):
+        for key, value in optimizer.state.get(partition, {}).items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{i}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{i}.{key}"] = value
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    meta = {"scalars": scalars, "param_groups": groups, "numels": [p.numel() for p in partitions]}
+    save_file(tensors, folder / f"zero-rank{rank}.safetensors")
+    (folder / f"zero-rank{rank}.json").write_text(json.dumps(meta))
+
+
+def load_zero_partition(folder: Path, rank: int, optimizer, partitions: list[torch.Tensor]) -> bool:
+    """Restore this rank's ZeRO partition; False (with a warning) when the checkpoint has
+    none, or one partitioned differently (another world size, stage or set of parameters)."""
+    meta_file = Path(folder) / f"zero-rank{rank}.json"
+    if not meta_file.exists():
+        log.warning(
+            "%s holds no ZeRO optimizer state for rank %d: its moments restart from zero", folder, rank
+        )
+        return False
+    meta = json.loads(meta_file.read_text())
+    numels = [p.numel() for p in partitions]
+    if meta["numels"] != numels:
+        log.warning(
+            "%s: rank %d's optimizer partitions hold %s elements, this run's %s (another world size "
+            "or ZeRO stage?): the optimizer moments restart from zero",
+            folder,
+            rank,
+            meta["numels"],
+            numels,
+        )
+        return False
+    saved = load_file(Path(folder) / f"zero-rank{rank}.safetensors")
+    for key, value in list(saved.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        partition = partitions[int(index)]
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            value = value.to(partition.device, partition.dtype)
+        optimizer.state.setdefault(partition, {})[name] = value
+    for group, values in zip(optimizer.param_groups, meta["param_groups"], strict=True):
+        group.update({k: tuple(v) if k == "betas" else v for k, v in values.items()})
+    return True
+
+
 def _named(optimizer) -> dict:
     """One optimizer (saved as "optimizer"), several by name, or none."""
     if optimizer is None:
@@ -76,16 +139,32 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(
-    output_dir: Path, step: int, model, optimizer, scheduler, state: dict, keep: int = 2
+    output_dir: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    state: dict,
+    keep: int = 2,
+    staged: Path | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints."""
+    """Write checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints.
+
+    ``staged``: a folder of files the other ranks wrote for this step (their ZeRO
+    partitions), moved into the checkpoint before it is marked complete.
+    """
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"checkpoint-{step:06d}"
-    for stale in root.glob(".checkpoint-*.tmp-*"):  # left by a run killed while saving
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*root.glob(".checkpoint-*.tmp-*"), *root.glob(".staging-*")]:  # left by a killed run
+        if staged is None or stale != Path(staged):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".checkpoint-{step:06d}.tmp-{os.getpid()}"
     tmp.mkdir()
+    if staged is not None:
+        for path in sorted(Path(staged).iterdir()):
+            os.replace(path, tmp / path.name)
+        Path(staged).rmdir()
     save_file(trainable_state(model), tmp / "weights.safetensors")
     for name, opt in _named(optimizer).items():
         tensors, meta = _optimizer_to_files(opt)

@@ -204,14 +204,20 @@ class Run:
         return norm
 
     @contextlib.contextmanager
-    def gathered(self, model):
-        """Full parameters on every rank inside the block (ZeRO-3 shards them); a no-op otherwise."""
+    def gathered(self, model, modified: bool = False):
+        """Full parameters on every rank inside the block (ZeRO-3 shards them); a no-op otherwise.
+
+        ``modified``: the block writes the parameters (every rank the same values); rank 0's
+        are partitioned back on exit. Otherwise ZeRO-3 drops writes made inside the block.
+        """
         if not self.zero3:
             yield
             return
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        with deepspeed.zero.GatheredParameters(
+            list(model.parameters()), modifier_rank=0 if modified else None
+        ):
             yield
 
     # -- progress and checkpoints ----------------------------------------------------
@@ -236,18 +242,26 @@ class Run:
         if folder is None:
             log.warning("resume: no complete checkpoint in %s; starting from step 0", self.output_dir)
             return 0
-        # DeepSpeed keeps each rank's optimizer shard in its own (pickled) format: weights,
-        # scheduler and RNG come back, the optimizer moments restart.
-        with self.gathered(model):
+        with self.gathered(model, modified=True):
             state = checkpoint.load_checkpoint(
                 folder, self.accelerator.unwrap_model(model), None if self.deepspeed else optimizer, scheduler
             )
+        if self.deepspeed:
+            zero = model.optimizer
+            zero.refresh_fp32_params()  # its fp32 master partitions still hold the initial weights
+            checkpoint.load_zero_partition(folder, self.rank, zero.optimizer, _zero_partitions(zero))
         self.log.truncate_after(state["step"])
         log.info("resumed from %s (step %d)", folder, state["step"])
         return state["step"]
 
     def save(self, step: int, model, optimizer, scheduler) -> None:
         self.accelerator.wait_for_everyone()
+        staged = None
+        if self.deepspeed:  # every rank holds a partition of the optimizer state
+            staged = checkpoint.staging_folder(self.output_dir, step)
+            zero = model.optimizer
+            checkpoint.save_zero_partition(staged, self.rank, zero.optimizer, _zero_partitions(zero))
+            self.accelerator.wait_for_everyone()
         with self.gathered(model):
             if self.is_main:
                 path = checkpoint.save_checkpoint(
@@ -258,12 +272,20 @@ class Run:
                     scheduler,
                     {},
                     keep=self.recipe.train.save_total_limit,
+                    staged=staged,
                 )
                 log.info("saved %s", path)
         self.accelerator.wait_for_everyone()
 
     def finish(self) -> None:
         self.accelerator.end_training()
+
+
+def _zero_partitions(zero) -> list[torch.Tensor]:
+    """The flat fp32 tensors a DeepSpeed ZeRO optimizer's inner optimizer updates on this rank."""
+    if hasattr(zero, "fp32_partitioned_groups_flat"):  # stage 3
+        return list(zero.fp32_partitioned_groups_flat)
+    return list(zero.single_partition_of_fp32_groups)  # stages 1 and 2
 
 
 def end_process(code: int) -> NoReturn:

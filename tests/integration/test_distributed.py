@@ -2,13 +2,17 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from reasonrl.models import load, resolve
 from reasonrl.rollout.vllm_engine import vllm_available
-from tests.helpers import ROOT, metrics
+from tests.helpers import ROOT, metrics, without_timing
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 pytestmark = pytest.mark.slow
@@ -72,3 +76,38 @@ def test_grpo_recipe_runs_under_every_launch_config(tmp_path, config, engine):
     assert f"rollout engine: {'VLLMEngine' if engine == 'vllm' else 'HFEngine'}" in log
     assert (out / "final" / "model.safetensors").exists()
     assert (out / "checkpoints" / "checkpoint-000002" / "COMPLETE").exists()
+
+
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+def test_deepspeed_run_resumes_to_the_same_weights_and_metrics(tmp_path, config):
+    """Redo the last step from the checkpoint before it: the weights (ZeRO's fp32 master
+    partitions included) and each rank's optimizer partition come back, so the step ends
+    exactly where the uninterrupted run's did."""
+    train = ["-m", "reasonrl", "train", "recipes/synthetic/grpo-tiny.yaml", "--engine", "hf"]
+    options = ["--max_steps", "5", "--save_steps", "4", "--prompts_per_step", "4", "--weight_decay", "0.1"]
+    options += ["--progress", "false", "--report_to", "none"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    launch(config, *train, *options, "--output_dir", str(straight))
+    checkpoint = straight / "checkpoints" / "checkpoint-000004"
+    assert sorted(p.name for p in checkpoint.glob("zero-rank*")) == [
+        "zero-rank0.json",
+        "zero-rank0.safetensors",
+        "zero-rank1.json",
+        "zero-rank1.safetensors",
+    ]
+    # the test means something only if the checkpoint is not the initial state: weights
+    # moved (weight decay) and the optimizer moments are not zero (some gradient)
+    assert any(r["grad_norm"] > 0 for r in metrics(straight)[:4])
+    initial, _ = load(resolve("tiny-llama"), dtype="float32")
+    saved = load_file(checkpoint / "weights.safetensors")
+    assert not all(torch.equal(p, saved[n]) for n, p in initial.named_parameters())
+
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "checkpoint-000005")
+    shutil.rmtree(resumed / "final")
+    launch(config, *train, *options, "--output_dir", str(resumed), "--resume")
+    assert "resumed from" in (resumed / "train.log").read_text()
+    assert without_timing(metrics(resumed)) == without_timing(metrics(straight))
+    a = load_file(straight / "final" / "model.safetensors")
+    b = load_file(resumed / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
