@@ -77,3 +77,31 @@ def test_no_pickle_anywhere(tmp_path):
     folder = checkpoint.save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {})
     suffixes = {p.suffix for p in folder.iterdir()}
     assert suffixes <= {".safetensors", ".json", ""}
+
+
+def test_zero_partitions_are_staged_into_the_checkpoint_and_restored_by_position(tmp_path, caplog):
+    """One rank's flat partitions, as a ZeRO optimizer holds them: the state goes by
+    position (ZeRO-3 swaps the tensors out of the param groups), and only back into
+    partitions of the same sizes."""
+    partitions = [torch.nn.Parameter(torch.randn(6)), torch.nn.Parameter(torch.randn(2))]
+    optimizer = torch.optim.AdamW(partitions, lr=0.1)
+    sum((p**2).sum() for p in partitions).backward()
+    optimizer.step()
+    staged = checkpoint.staging_folder(tmp_path, 7)
+    checkpoint.save_zero_partition(staged, 1, optimizer, partitions)
+    model, opt, scheduler = make()
+    folder = checkpoint.save_checkpoint(tmp_path, 7, model, None, scheduler, {}, staged=staged)
+    assert not staged.exists() and (folder / "zero-rank1.safetensors").exists()
+
+    fresh = [torch.nn.Parameter(p.detach().clone()) for p in partitions]
+    restored = torch.optim.AdamW(fresh, lr=0.5)
+    assert checkpoint.load_zero_partition(folder, 1, restored, fresh)
+    assert restored.param_groups[0]["lr"] == 0.1
+    for a, b in zip(partitions, fresh, strict=True):
+        assert torch.equal(optimizer.state[a]["exp_avg_sq"], restored.state[b]["exp_avg_sq"])
+        assert float(optimizer.state[a]["step"]) == float(restored.state[b]["step"])
+
+    other = [torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4))]  # another world size
+    assert not checkpoint.load_zero_partition(folder, 1, torch.optim.AdamW(other), other)
+    assert not checkpoint.load_zero_partition(folder, 0, torch.optim.AdamW(other), other)  # no such rank
+    assert "restart from zero" in caplog.text
