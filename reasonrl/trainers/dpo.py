@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from reasonrl.config import RecipeError
 from reasonrl.data import load_problems
 from reasonrl.data.preference import PreferencePair, load_pairs
 from reasonrl.data.sampler import ProblemSampler
@@ -169,6 +170,11 @@ def on_policy_pairs(episodes, data) -> list[PreferencePair]:
 
 def train_dpo(recipe: Recipe) -> Run:
     cfg, train, data = recipe.dpo, recipe.train, recipe.data
+    if train.resume and cfg.on_policy:
+        raise RecipeError(
+            "train.resume: on-policy DPO cannot resume yet (a round's pairs are sampled from the "
+            "policy at the round's start, which no checkpoint holds); offline DPO can"
+        )
     run = Run.start(recipe)
     policy = build_policy(
         recipe.model, need_reference=cfg.on_policy, gradient_checkpointing=train.gradient_checkpointing
@@ -193,15 +199,16 @@ def train_dpo(recipe: Recipe) -> Run:
     unwrapped = run.accelerator.unwrap_model(model)
     eval_ref = reference_table(policy, unwrapped, tok, eval_pairs, cfg, run)
     train_ref = reference_table(policy, unwrapped, tok, train_pairs, cfg, run)  # before any update
-    start_metrics = pair_metrics(model, eval_pairs, eval_ref, tok, cfg, run, "eval")
-    start_metrics["eval/sampled_reward"] = sampled_reward(run, model, engine, rewards, eval_problems, cfg)
-    run.log.metrics(0, start_metrics)
-    log.info("before training: %s", _fmt(start_metrics))
+    step = run.resume(model, optimizer, scheduler)  # after the reference tables: they are π_0's
+    if step == 0:
+        start_metrics = pair_metrics(model, eval_pairs, eval_ref, tok, cfg, run, "eval")
+        start_metrics["eval/sampled_reward"] = sampled_reward(run, model, engine, rewards, eval_problems, cfg)
+        run.log.metrics(0, start_metrics)
+        log.info("before training: %s", _fmt(start_metrics))
 
     rounds = cfg.rounds if cfg.on_policy else 1
     steps_per_round = math.ceil(train.max_steps / rounds)
-    step = 0
-    progress = run.progress(0, train.max_steps, "dpo")
+    progress = run.progress(step, train.max_steps, "dpo")
     for round_index in range(rounds):
         if cfg.on_policy:
             run.seed(10_000 + round_index)
