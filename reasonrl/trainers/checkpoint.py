@@ -40,28 +40,45 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _optimizer_to_files(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    state = optimizer.state_dict()
+def _split_state(state: dict[int, dict]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Per-parameter optimizer state {index: {key: value}} as safetensors tensors and JSON scalars."""
     tensors, scalars = {}, {}
-    for index, entries in state["state"].items():
+    for index, entries in state.items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{key}"] = value
-    groups = [
-        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]
-    ]
-    return tensors, {"scalars": scalars, "param_groups": groups}
+    return tensors, scalars
+
+
+def _join_state(tensors: dict[str, torch.Tensor], scalars: dict) -> dict[int, dict]:
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(scalars.items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return state
+
+
+def _groups_to_json(groups: list[dict]) -> list[dict]:
+    return [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in groups]
+
+
+def _groups_from_json(groups: list[dict]) -> list[dict]:
+    return [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups]
+
+
+def _optimizer_to_files(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = _split_state(state["state"])
+    return tensors, {"scalars": scalars, "param_groups": _groups_to_json(state["param_groups"])}
 
 
 def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
-    return {"state": state, "param_groups": groups}
+    return {
+        "state": _join_state(tensors, meta["scalars"]),
+        "param_groups": _groups_from_json(meta["param_groups"]),
+    }
 
 
 def staging_folder(output_dir: Path, step: int) -> Path:
@@ -77,14 +94,8 @@ def save_zero_partition(folder: Path, rank: int, optimizer, partitions: list[tor
     swaps them in and out of the optimizer's param groups around each step.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    tensors, scalars = {}, {}
-    for i, partition in enumerate(partitions):
-        for key, value in optimizer.state.get(partition, {}).items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{i}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{i}.{key}"] = value
-    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    tensors, scalars = _split_state({i: optimizer.state.get(p, {}) for i, p in enumerate(partitions)})
+    groups = _groups_to_json([{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups])
     meta = {"scalars": scalars, "param_groups": groups, "numels": [p.numel() for p in partitions]}
     save_file(tensors, folder / f"zero-rank{rank}.safetensors")
     (folder / f"zero-rank{rank}.json").write_text(json.dumps(meta))
@@ -111,15 +122,15 @@ def load_zero_partition(folder: Path, rank: int, optimizer, partitions: list[tor
             numels,
         )
         return False
-    saved = load_file(Path(folder) / f"zero-rank{rank}.safetensors")
-    for key, value in list(saved.items()) + list(meta["scalars"].items()):
-        index, name = key.split(".", 1)
-        partition = partitions[int(index)]
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            value = value.to(partition.device, partition.dtype)
-        optimizer.state.setdefault(partition, {})[name] = value
-    for group, values in zip(optimizer.param_groups, meta["param_groups"], strict=True):
-        group.update({k: tuple(v) if k == "betas" else v for k, v in values.items()})
+    saved = _join_state(load_file(Path(folder) / f"zero-rank{rank}.safetensors"), meta["scalars"])
+    for index, entries in saved.items():
+        partition = partitions[index]
+        optimizer.state[partition] = {  # moments like their partition; "step" stays a CPU scalar
+            k: v.to(partition.device, partition.dtype) if isinstance(v, torch.Tensor) and v.dim() else v
+            for k, v in entries.items()
+        }
+    for group, values in zip(optimizer.param_groups, _groups_from_json(meta["param_groups"]), strict=True):
+        group.update(values)
     return True
 
 
