@@ -46,8 +46,8 @@ def completion_logprobs(
         feed its keys and values to all of its completions (GRPO's G completions of a
         prompt, DPO's chosen and rejected). Same numbers, gradients included; the prompt's
         share of the compute and the activations shrinks G-fold. Falls back to whole
-        sequences when prompts do not repeat or the model returns no cache (gradient
-        checkpointing).
+        sequences when prompts do not repeat (one process only) or the model returns no
+        cache (gradient checkpointing).
       trim_padding: run the completions of a micro-batch in groups of similar length,
         each cut to its longest member (see ``length_groups``), instead of every row
         padded to C. RL completions vary a lot in length (a few hit the limit, many stop
@@ -202,11 +202,15 @@ class _SharedPrompts:
 
 def _encode_prompts(model, batch, rows: torch.Tensor) -> _SharedPrompts | None:
     """Each distinct prompt of ``rows`` once; None when sharing would not save anything
-    or cannot be done (no repeats, or the model returns no cache)."""
+    or cannot be done (no repeats, or the model returns no cache).
+
+    Under several processes the prompts are encoded even without repeats: every rank must
+    make the same passes, whatever its rows (see ``_passes_per_rank``).
+    """
     prompt_ids, prompt_mask = batch.prompt_ids[rows], batch.prompt_mask[rows]
     keyed = torch.cat([prompt_ids, prompt_mask.long()], dim=1)
     unique, inverse = torch.unique(keyed, dim=0, return_inverse=True)
-    if len(unique) == len(keyed):
+    if len(unique) == len(keyed) and _passes_per_rank() is None:
         return None
     P = prompt_ids.shape[1]
     ids, mask = unique[:, :P], unique[:, P:].bool()

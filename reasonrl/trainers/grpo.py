@@ -28,7 +28,7 @@ from reasonrl.losses import (
     kl_estimate,
     masked_mean,
 )
-from reasonrl.models.logprobs import completion_logprobs
+from reasonrl.models.logprobs import PASSES_PER_RANK, completion_logprobs
 from reasonrl.rollout import Rollouts
 from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
 from reasonrl.trainers.final import save_final
@@ -66,11 +66,12 @@ def old_logprobs_source(cfg: GRPOSection, engine_matches_trainer: bool) -> str:
 
 
 def policy_loss(
-    model, inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, minibatch_tokens, weight, run
+    model, inputs: StepInputs, chunk: MicroBatch, cfg: GRPOSection, minibatch_tokens, weight, run
 ):
-    """Loss of the micro-batch ``rows`` of a minibatch, scaled so micro-batch gradients add up."""
+    """Loss of one micro-batch of a minibatch, scaled so micro-batch gradients add up."""
+    rows = chunk.rows
     batch = inputs.rollouts.select(rows)
-    mask = inputs.mask[rows]
+    mask = inputs.mask[rows] & chunk.counted[:, None]
     with run.autocast():
         logp, entropy = completion_logprobs(model, batch, cfg.temperature, with_entropy=True)
     logp = logp.float()
@@ -96,7 +97,16 @@ def policy_loss(
     return loss, stats
 
 
-def contributing_rows(inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, run) -> torch.Tensor:
+@dataclass
+class MicroBatch:
+    """Rows run through the model together; only the ``counted`` ones add to the loss
+    (the others keep the passes of several processes in step, see ``in_step_across_ranks``)."""
+
+    rows: torch.Tensor  # [n] rows of the batch of rollouts, repeats allowed
+    counted: torch.Tensor  # [n] bool
+
+
+def contributing_rows(inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection) -> torch.Tensor:
     """The rows of ``rows`` whose loss has a gradient.
 
     With β = 0 a row's loss is its advantage times a function of its log-probs (the
@@ -105,17 +115,14 @@ def contributing_rows(inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, 
     backward passes are skipped; the loss keeps its normaliser (the minibatch's tokens
     or rows), so the gradient is the same. Early in training most groups score alike
     (a small model rarely gets any answer right), and that is most of the update.
-
-    Only on one process without DeepSpeed: there every rank must run the same passes
-    (DDP reduces and ZeRO-3 gathers inside them, DeepSpeed steps inside backward).
     """
-    if not cfg.skip_zero_advantage or cfg.beta > 0 or run.world_size > 1 or run.deepspeed:
+    if not cfg.skip_zero_advantage or cfg.beta > 0:
         return rows
     live = (inputs.advantages[rows] != 0) & inputs.mask[rows].any(-1)
     return rows[live]
 
 
-def micro_batches(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+def micro_batches(rows: torch.Tensor, size: int) -> list[MicroBatch]:
     """``rows`` in rollout order, ``size`` at a time.
 
     A prompt's G completions are adjacent in a batch of rollouts, so in that order they
@@ -124,7 +131,41 @@ def micro_batches(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
     2 prompts in micro-batches of 4 would almost always run 4 prompts, not 2. The order of the
     micro-batches does not change the sum of their gradients.
     """
-    return rows.sort().values.split(size) if len(rows) else ()
+    chunks = rows.sort().values.split(size) if len(rows) else ()
+    return [MicroBatch(c, torch.ones(len(c), dtype=torch.bool)) for c in chunks]
+
+
+def in_step_across_ranks(chunks: list[MicroBatch], rows: torch.Tensor, run) -> list[MicroBatch]:
+    """The micro-batches of this rank, made to call the model exactly as every other rank does.
+
+    Under several processes collectives run inside the passes (ZeRO-3 gathers each layer's
+    parameters in every forward and backward, DDP broadcasts buffers in each forward), and
+    DeepSpeed steps inside the last backward, so after skipping rows every rank must still
+    make the same calls:
+
+    * the same number of micro-batches, the most any rank needs and at least one (so
+      DeepSpeed steps when every row of every rank was skipped, on a zero gradient, as
+      computing it would): a rank with fewer adds micro-batches that count nothing;
+    * the same passes in each: ``completion_logprobs`` runs the prompts once and the
+      completions in ``PASSES_PER_RANK`` length groups, so a micro-batch with fewer rows is
+      topped up with copies of one of its rows that count nothing.
+    """
+    want = torch.tensor([len(chunks)])
+    if run.world_size > 1:
+        want = run.accelerator.gather(want).max()
+    passes = PASSES_PER_RANK if run.world_size > 1 else 1
+    blank = MicroBatch(rows[:1], torch.zeros(1, dtype=torch.bool))
+    chunks = chunks + [blank] * (max(int(want), 1) - len(chunks))
+    topped = []
+    for c in chunks:
+        extra = max(passes - len(c.rows), 0)
+        topped.append(
+            MicroBatch(
+                torch.cat([c.rows, c.rows[-1:].repeat(extra)]),
+                torch.cat([c.counted, torch.zeros(extra, dtype=torch.bool)]),
+            )
+        )
+    return topped
 
 
 def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -> dict:
@@ -133,14 +174,18 @@ def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -
     if run.world_size > 1:  # token-mean over every process's tokens (DAPO), as DDP averages gradients
         tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
     stats, losses = [], []
-    live = contributing_rows(inputs, rows, cfg, run)
+    live = contributing_rows(inputs, rows, cfg)
     chunks = micro_batches(live, run.recipe.train.micro_batch_size)
+    if run.world_size > 1 or run.deepspeed:
+        chunks = in_step_across_ranks(chunks, rows, run)
     for i, chunk in enumerate(chunks):
         with run.micro_step(model, last=i == len(chunks) - 1):
-            loss, s = policy_loss(model, inputs, chunk, cfg, tokens, len(chunk) / len(rows), run)
+            weight = len(chunk.rows) / len(rows)
+            loss, s = policy_loss(model, inputs, chunk, cfg, tokens, weight, run)
             run.accelerator.backward(loss)
         losses.append(loss.item())
-        stats.append((s, inputs.mask[chunk].sum().item()))
+        if chunk.counted.any():  # micro-batches that only keep the ranks in step report nothing
+            stats.append((s, (inputs.mask[chunk.rows] & chunk.counted[:, None]).sum().item()))
     if not chunks:  # a zero gradient still steps (Adam's momentum moves on), as computing it would
         for p in model.parameters():
             if p.requires_grad:
@@ -149,7 +194,10 @@ def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -
     total = sum(n for _, n in stats) or 1
     # clip fraction, KL, entropy and ratio are over the rows computed
     out = {k: sum(s[k] * n for s, n in stats) / total for k in (stats[0][0] if stats else [])}
-    out.update(loss=sum(losses), grad_norm=grad_norm, skipped_fraction=1 - len(live) / len(rows))
+    skipped = torch.tensor([len(rows) - len(live), len(rows)], dtype=torch.float)
+    if run.world_size > 1:  # over every process's rows
+        skipped = run.accelerator.reduce(skipped, "sum")
+    out.update(loss=sum(losses), grad_norm=grad_norm, skipped_fraction=(skipped[0] / skipped[1]).item())
     return out
 
 

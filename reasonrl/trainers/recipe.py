@@ -69,7 +69,7 @@ class GRPOSection:
     mask_truncated_completions: bool = False  # truncated completions do not count in the loss
     use_bias_correction_kl: bool = True  # importance-weight the KL estimate (TRL's default)
     old_logprobs: Literal["auto", "engine", "recompute"] = "auto"
-    skip_zero_advantage: bool = True  # β = 0: skip the passes of rows with no gradient (one process)
+    skip_zero_advantage: bool = True  # β = 0: skip the passes of rows with no gradient
 
 
 @dataclass
