@@ -245,3 +245,118 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
         for row, idx in zip(logits, index, strict=True)
     ]
     return torch.stack(rows)
+
+
+class _LinearTokenLogprobs(torch.autograd.Function):
+    """log π(token) of z = h Wᵀ + b, keeping one [T, H] tensor for backward, never [T, V].
+
+    log π_t depends on h_t alone, through z_t, so its gradient with respect to h_t is a
+    single vector: ∂ log π_t / ∂h_t = (W_{k_t} − Σ_v p_{t,v} W_v) / τ, p_t = softmax(z_t / τ).
+    The forward pass computes it chunk by chunk while p_t is at hand (the GEMM p W costs
+    what the backward's ∂z W would have), and the backward only scales it by the incoming
+    gradient. So the logits, the largest tensors of an LM's training step (49k floats per
+    token for SmolLM2), live one chunk at a time, and no [T, V] gradient is ever built.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, index, temperature: float, chunk: int, with_entropy: bool):
+        logp, entropy, jacobian = _linear_token_logprobs_chunked(
+            hidden, weight, bias, index, temperature, chunk, with_entropy, with_jacobian=True
+        )
+        ctx.save_for_backward(jacobian)
+        ctx.dtype = hidden.dtype
+        entropy = logp.new_empty(0) if entropy is None else entropy
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_logp, _grad_entropy):
+        (jacobian,) = ctx.saved_tensors
+        return (grad_logp.unsqueeze(-1) * jacobian).to(ctx.dtype), None, None, None, None, None, None
+
+
+def _linear_token_logprobs_chunked(
+    hidden, weight, bias, index, temperature, chunk, with_entropy, with_jacobian
+):
+    """The chunked loop behind ``linear_token_logprobs``: hidden [T, H], index [T]."""
+    T = hidden.shape[0]
+    acc = torch.promote_types(hidden.dtype, torch.float32)  # half inputs: float32 softmax
+    logp = hidden.new_empty(T, dtype=acc)
+    entropy = hidden.new_empty(T, dtype=acc) if with_entropy else None
+    jacobian = torch.empty_like(hidden, dtype=acc) if with_jacobian else None
+    for start in range(0, T, chunk):
+        end = min(start + chunk, T)
+        z = torch.nn.functional.linear(hidden[start:end], weight, bias).to(acc)
+        if temperature != 1.0:
+            z.div_(temperature)
+        tokens = index[start:end].unsqueeze(-1)
+        z.sub_(torch.logsumexp(z, dim=-1, keepdim=True))  # log p, in place
+        logp[start:end] = z.gather(-1, tokens).squeeze(-1)
+        if with_entropy or with_jacobian:
+            p = z.exp()
+            if with_entropy:
+                entropy[start:end] = -torch.linalg.vecdot(p, z)
+            if with_jacobian:
+                expected = (p.to(weight.dtype) @ weight).to(acc)  # Σ_v p_v W_v
+                jacobian[start:end] = (weight[index[start:end]].to(acc) - expected).div_(temperature)
+        del z
+    return logp, entropy, jacobian
+
+
+def linear_token_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    tokens: torch.Tensor,
+    temperature: float = 1.0,
+    bias: torch.Tensor | None = None,
+    with_entropy: bool = False,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``token_logprobs`` (and ``entropy_from_logits``) of the logits z = hidden Wᵀ + b,
+    computed ``chunk_size`` tokens at a time: the [..., V] logits are never whole.
+
+    The same numbers as ``token_logprobs(F.linear(hidden, weight, bias), tokens, τ)``
+    up to rounding, and the same gradient for ``hidden``. Memory: the backward keeps one
+    float32 vector per token (``_LinearTokenLogprobs``), instead of the logits, and the
+    forward's temporaries are a chunk's. When ``weight`` or ``bias`` takes a gradient (a
+    trained LM head), that gradient needs the whole softmax, so this falls back to the
+    unfused computation.
+
+    Args:
+      hidden: h, [..., H], the LM head's input (for a causal LM: the positions that
+        *predict* each token).
+      weight: W, [V, H]; bias: b, [V] or None.
+      tokens: token ids, [...] (long).
+      temperature: τ; the log-probs are those of softmax(z / τ).
+      with_entropy: also return the entropy of softmax(z / τ), without gradient.
+      chunk_size: tokens per chunk; default: about 16 MiB of float32 logits.
+    Returns:
+      (log-probs [...], entropy [...] or None), float32 (float64 for float64 inputs).
+    """
+    check_float("hidden", hidden)
+    if hidden.shape[:-1] != tokens.shape or hidden.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"hidden {tuple(hidden.shape)} must be tokens {tuple(tokens.shape)} plus the "
+            f"head's input axis ({weight.shape[-1]})"
+        )
+    head_params = [weight] if bias is None else [weight, bias]
+    if torch.is_grad_enabled() and any(p.requires_grad for p in head_params):
+        logits = torch.nn.functional.linear(hidden, weight, bias)
+        logp = token_logprobs(logits, tokens, temperature)
+        if not with_entropy:
+            return logp, None
+        with torch.no_grad():
+            return logp, entropy_from_logits(logits.detach(), temperature=temperature)
+    shape = tokens.shape
+    flat, index = hidden.reshape(-1, hidden.shape[-1]), tokens.reshape(-1).long()
+    chunk = chunk_size or max(1, (1 << 22) // weight.shape[0])
+    if torch.is_grad_enabled() and hidden.requires_grad:
+        logp, entropy = _LinearTokenLogprobs.apply(
+            flat, weight, bias, index, float(temperature), chunk, with_entropy
+        )
+    else:
+        logp, entropy, _ = _linear_token_logprobs_chunked(
+            flat, weight, bias, index, float(temperature), chunk, with_entropy, with_jacobian=False
+        )
+    return logp.view(shape), (entropy.view(shape) if with_entropy else None)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 
-from reasonrl.losses import entropy_from_logits, token_logprobs
+from reasonrl.losses import entropy_from_logits, linear_token_logprobs, token_logprobs
 
 # What one extra forward pass costs, in padded completion tokens: the price length
 # grouping weighs against the padding a group carries (fixed per-call work: 30 layers of
@@ -32,6 +33,7 @@ def completion_logprobs(
     micro_batch: int | None = None,
     share_prompts: bool = True,
     trim_padding: bool = True,
+    fused_head: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(c_t | prompt, c_<t) for every completion token, and optionally the entropy.
 
@@ -55,11 +57,15 @@ def completion_logprobs(
         every rank makes the same number of passes (``PASSES_PER_RANK`` groups), because
         ZeRO-3 gathers each layer's parameters collectively in every forward pass and DDP
         broadcasts buffers in each.
+      fused_head: apply the LM head and the log-softmax a chunk of tokens at a time, so
+        the [N, C, V] logits never exist whole (``_Head``; same numbers up to rounding).
+        Where the model does not allow it, its own logits are used.
     Returns:
       (logprobs [N, C], entropy [N, C] or None); padding positions hold junk, mask them.
     """
     n, C = batch.completion_ids.shape
     step = micro_batch or n
+    head = _Head.of(model, fused_head)
     logps, entropies = [], []
     for start in range(0, n, step):
         rows = torch.arange(start, min(start + step, n))
@@ -69,24 +75,23 @@ def completion_logprobs(
             groups = length_groups(lengths[order].tolist(), passes=_passes_per_rank())
         else:
             order, groups = torch.arange(len(rows)), [(0, len(rows), C)]
-        prompts = _encode_prompts(model, batch, rows) if share_prompts else None
+        prompts = _encode_prompts(model, head, batch, rows) if share_prompts else None
         logp, entropy = [], []
         for begin, end, width in groups:
             local = order[begin:end]  # positions within the micro-batch
             ids = batch.completion_ids[rows[local], :width]
             if prompts is not None:
-                pieces = prompts.completion_logits(model, batch, rows[local], local, width)
+                pieces = prompts.completion_features(model, head, batch, rows[local], local, width)
             else:
-                pieces = _whole_sequence_logits(model, batch, rows[local], width)
+                pieces = _whole_sequence_features(model, head, batch, rows[local], width)
             lp, ent, offset = [], [], 0
-            for logits in pieces:  # consecutive slices of the completion positions
-                span = logits.shape[1]
-                lp.append(token_logprobs(logits, ids[:, offset : offset + span], temperature))
-                if with_entropy:
-                    with torch.no_grad():
-                        ent.append(entropy_from_logits(logits.detach(), temperature=temperature))
+            for features in pieces:  # consecutive slices of the completion positions
+                span = features.shape[1]
+                piece = head.logprobs(features, ids[:, offset : offset + span], temperature, with_entropy)
+                lp.append(piece[0])
+                ent.append(piece[1])
                 offset += span
-            del pieces, logits
+            del pieces, features
             logp.append(F.pad(torch.cat(lp, dim=1), (0, C - width)))
             if with_entropy:
                 entropy.append(F.pad(torch.cat(ent, dim=1), (0, C - width)))
@@ -154,23 +159,92 @@ def _passes_per_rank() -> int | None:
     return None
 
 
-def _whole_sequence_logits(model, batch, rows: torch.Tensor, width: int) -> list[torch.Tensor]:
+_NO_POSITIONS = torch.empty(0, dtype=torch.long)  # logits_to_keep: no logits at all
+_VERIFIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # head → model returns its output as is
+
+
+@dataclass(frozen=True)
+class _Head:
+    """How the last positions of a forward pass become log-probs.
+
+    Fused (``linear`` set): the model returns its LM head's inputs, and
+    ``linear_token_logprobs`` applies the head a chunk of tokens at a time. No [N, T, V]
+    logits are built, nor kept for the backward, nor their gradient: with a 49k-word
+    vocabulary (SmolLM2) those are the largest tensors of an update, 100 MB each for a
+    micro-batch of 4 × 128 tokens. It takes a head that is a plain ``nn.Linear``, whose
+    weight takes no gradient (LoRA, or no gradient at all) and is whole on this rank (not a
+    ZeRO-3 partition), and whose output the model returns unchanged (checked once per
+    model: no logit soft-capping or scaling). Otherwise the model's own logits are used.
+    """
+
+    linear: torch.nn.Linear | None
+
+    @staticmethod
+    def of(model, fused: bool = True) -> _Head:
+        inner = model
+        while isinstance(getattr(inner, "module", None), torch.nn.Module):  # DDP, DeepSpeed
+            inner = inner.module
+        get = getattr(inner, "get_output_embeddings", None)
+        linear = get() if fused and get is not None else None
+        if (
+            type(linear) is not torch.nn.Linear
+            or hasattr(linear.weight, "ds_id")  # ZeRO-3: gathered only inside the module's forward
+            or (torch.is_grad_enabled() and any(p.requires_grad for p in linear.parameters()))
+        ):
+            return _Head(None)
+        if linear not in _VERIFIED:
+            _VERIFIED[linear] = _returns_head_output(model, linear)
+        return _Head(linear if _VERIFIED[linear] else None)
+
+    def forward(self, model, keep: int, **inputs):
+        """``model(**inputs)``, and what its last ``keep`` positions give the log-probs:
+        the head's inputs [B, keep, H] when fused, else the logits [B, keep, V]."""
+        if self.linear is None:
+            out = model(**inputs, logits_to_keep=keep)
+            return out, out.logits
+        out = model(**inputs, logits_to_keep=_NO_POSITIONS, output_hidden_states=True)
+        return out, out.hidden_states[-1][:, -keep:]
+
+    def logprobs(self, features, ids, temperature: float, with_entropy: bool):
+        """(log-probs, entropy or None) of ``ids`` from ``forward``'s features."""
+        if self.linear is not None:
+            head = self.linear
+            return linear_token_logprobs(features, head.weight, ids, temperature, head.bias, with_entropy)
+        logp = token_logprobs(features, ids, temperature)
+        if not with_entropy:
+            return logp, None
+        with torch.no_grad():
+            return logp, entropy_from_logits(features.detach(), temperature=temperature)
+
+
+def _returns_head_output(model, linear: torch.nn.Linear) -> bool:
+    """Whether ``model``'s logits are ``linear`` applied to its last hidden states, on a
+    two-token input (a model that soft-caps or scales its logits fails this)."""
+    ids = torch.tensor([[0, 1]], device=linear.weight.device)
+    with torch.no_grad():
+        out = model(input_ids=ids, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+        mine = F.linear(out.hidden_states[-1][:, -1:], linear.weight, linear.bias)
+    return out.logits.shape == mine.shape and torch.allclose(out.logits, mine, rtol=1e-3, atol=1e-3)
+
+
+def _whole_sequence_features(model, head: _Head, batch, rows: torch.Tensor, width: int) -> list[torch.Tensor]:
     """One forward pass over prompt + the first ``width`` completion tokens of ``rows``;
-    the logits that predict those tokens."""
+    the head's inputs or logits (``_Head``) that predict those tokens."""
     prompt_mask = batch.prompt_mask[rows]
     first = _first_real_column(prompt_mask)
     input_ids = torch.cat([batch.prompt_ids[rows, first:], batch.completion_ids[rows, :width]], dim=1)
     mask = torch.cat([prompt_mask[:, first:], batch.completion_mask[rows, :width]], dim=1)
     # only the positions that predict completion tokens: the LM head over the prompt would
     # cost V floats per prompt token for nothing (49k for SmolLM2)
-    out = model(
+    _, features = head.forward(
+        model,
+        width + 1,
         input_ids=input_ids,
         attention_mask=mask.long(),
         position_ids=position_ids(mask),
         use_cache=False,
-        logits_to_keep=width + 1,
     )
-    return [out.logits[:, :-1]]
+    return [features[:, :-1]]
 
 
 @dataclass
@@ -178,29 +252,31 @@ class _SharedPrompts:
     """The distinct prompts of a micro-batch, run through the model once."""
 
     cache: object  # their keys and values (a transformers Cache)
-    first_logits: torch.Tensor  # [U, 1, V]: the logits that predict c_0
+    first: torch.Tensor  # [U, 1, F]: the head's input or logits that predict c_0
     mask: torch.Tensor  # [U, P'] bool, all-padding columns dropped
     inverse: torch.Tensor  # [n]: the prompt of each row of the micro-batch
 
-    def completion_logits(self, model, batch, rows, local, width: int) -> list[torch.Tensor]:
+    def completion_features(self, model, head: _Head, batch, rows, local, width: int) -> list[torch.Tensor]:
         """The completions ``rows`` (micro-batch positions ``local``), cut to ``width``
         tokens, on top of their prompts' keys and values.
 
-        Returns [logits predicting c_0, logits predicting c_1 … c_{width-1}].
+        Returns [features predicting c_0, features predicting c_1 … c_{width-1}].
         """
         prompt = self.inverse[local]
         full_mask = torch.cat([self.mask[prompt], batch.completion_mask[rows, :width]], dim=1)
-        out = model(
+        _, features = head.forward(
+            model,
+            width,
             input_ids=batch.completion_ids[rows, :width],
             attention_mask=full_mask.long(),
             position_ids=position_ids(full_mask)[:, self.mask.shape[1] :],
             past_key_values=_rows_of(self.cache, prompt),
             use_cache=True,
         )
-        return [self.first_logits.index_select(0, prompt), out.logits[:, :-1]]
+        return [self.first.index_select(0, prompt), features[:, :-1]]
 
 
-def _encode_prompts(model, batch, rows: torch.Tensor) -> _SharedPrompts | None:
+def _encode_prompts(model, head: _Head, batch, rows: torch.Tensor) -> _SharedPrompts | None:
     """Each distinct prompt of ``rows`` once; None when sharing would not save anything
     or cannot be done (no repeats, or the model returns no cache).
 
@@ -216,16 +292,12 @@ def _encode_prompts(model, batch, rows: torch.Tensor) -> _SharedPrompts | None:
     ids, mask = unique[:, :P], unique[:, P:].bool()
     first = _first_real_column(mask)
     ids, mask = ids[:, first:], mask[:, first:]
-    out = model(
-        input_ids=ids,
-        attention_mask=mask.long(),
-        position_ids=position_ids(mask),
-        use_cache=True,
-        logits_to_keep=1,
+    out, first = head.forward(
+        model, 1, input_ids=ids, attention_mask=mask.long(), position_ids=position_ids(mask), use_cache=True
     )
     if out.past_key_values is None:
         return None
-    return _SharedPrompts(out.past_key_values, out.logits[:, -1:], mask, inverse)
+    return _SharedPrompts(out.past_key_values, first, mask, inverse)
 
 
 def _first_real_column(mask: torch.Tensor) -> int:

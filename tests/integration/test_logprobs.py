@@ -1,13 +1,14 @@
-"""Completion log-probs with shared prompts and length groups equal plain whole-sequence
-ones: values and gradients."""
+"""Completion log-probs with shared prompts, length groups and the fused LM head equal
+plain whole-sequence ones from the model's own logits: values and gradients."""
 
 import pytest
 import torch
 
+from reasonrl.losses import linear_token_logprobs
 from reasonrl.models import load
 from reasonrl.models.logprobs import completion_logprobs, length_groups
 from reasonrl.models.lora import LoraConfig, wrap_lora
-from reasonrl.rollout import SamplingConfig, make_engine
+from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
 
 # prompts of different lengths, so the batch carries left padding
 PROMPTS = ["1+1=", "Tom has 3 apples. He buys 4 more. How many", "7*6="]
@@ -28,7 +29,7 @@ def setup():
     return model, batch, tokenizer
 
 
-def logprobs_and_grads(model, batch, share: bool, micro_batch=None, trim=True):
+def logprobs_and_grads(model, batch, share: bool, micro_batch=None, trim=True, fused=True):
     model.zero_grad()
     logp, entropy = completion_logprobs(
         model,
@@ -38,6 +39,7 @@ def logprobs_and_grads(model, batch, share: bool, micro_batch=None, trim=True):
         micro_batch=micro_batch,
         share_prompts=share,
         trim_padding=trim,
+        fused_head=fused,
     )
     mask = batch.completion_mask
     (logp * mask).sum().backward()
@@ -57,6 +59,62 @@ def test_shared_prompts_give_the_same_logprobs_and_gradients(setup, micro_batch)
     for name, expected in whole[2].items():  # float32 summation order differs: tolerance scaled to the tensor
         scale = expected.abs().max().item()
         torch.testing.assert_close(shared[2][name], expected, rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+def assert_same(ours, expected):
+    torch.testing.assert_close(ours[0], expected[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours[1], expected[1], rtol=1e-5, atol=1e-5)
+    assert expected[2].keys() == ours[2].keys() and len(expected[2]) > 0
+    for name, grad in expected[2].items():  # float32 summation order differs: tolerance scaled to the tensor
+        scale = grad.abs().max().item()
+        torch.testing.assert_close(ours[2][name], grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_the_fused_head_gives_the_models_logprobs_and_gradients_without_its_logits(setup, share):
+    model, batch, _ = setup
+    fused = logprobs_and_grads(model, batch, share=share, micro_batch=5)
+    assert_same(fused, logprobs_and_grads(model, batch, share=share, micro_batch=5, fused=False))
+    widths = []  # positions the model's own head computed, per pass: none when fused
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, out: widths.append(out.shape[1]))
+    try:
+        logprobs_and_grads(model, batch, share=share, micro_batch=5)
+    finally:
+        hook.remove()
+    assert widths and set(widths) == {0}
+
+
+def test_a_model_that_caps_its_logits_keeps_its_own_head():
+    """Gemma 2 soft-caps its logits after the head (tanh(z / c) · c): the fused head,
+    which applies the bare linear map, would be wrong, and the check at first use sees it."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Gemma2Config(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=0.05,
+        initializer_range=0.5,
+    )
+    model = Gemma2ForCausalLM(config).eval()
+    prompts, completions = [[5, 6, 7], [5, 6, 7], [9, 10]], [[11, 12, 13, 14], [15, 16], [17, 18, 19]]
+    logps = [[0.0] * len(c) for c in completions]
+    batch = Rollouts.from_lists(prompts, completions, logps, [0, 0, 1], ["p"] * 3, ["t"] * 3, ["stop"] * 3, 0)
+    mask = batch.completion_mask
+    with torch.no_grad():
+        ours = completion_logprobs(model, batch)[0][mask]
+        expected = completion_logprobs(model, batch, fused_head=False)[0][mask]
+        out = model(input_ids=torch.tensor([prompts[0] + completions[0]]), output_hidden_states=True)
+        uncapped = linear_token_logprobs(
+            out.hidden_states[-1][0, 2:-1], model.lm_head.weight, torch.tensor([11, 12, 13, 14])
+        )[0]
+    torch.testing.assert_close(ours, expected)
+    assert (uncapped - expected[:4]).abs().max() > 0.1, "the cap should matter, or this test proves nothing"
 
 
 def embedding_calls(model, batch, **kwargs) -> list[tuple[int, int]]:

@@ -32,6 +32,10 @@ def test_grpo_tiny_reward_rises(tmp_path, engine, extra):
         "false",
         "--report_to",
         "none",
+        # 160 of the recipe's 250 steps (CI time): the last-20 mean is 0.79-0.84 there
+        # on both engines, against 0.93-0.97 at 250
+        "--max_steps",
+        "160",
         *extra,
     )
     rows = metrics(out)

@@ -6,7 +6,8 @@ FAST = ["--progress", "false", "--report_to", "none"]
 
 
 def test_ppo_tiny_reward_rises(tmp_path):
-    cli("train", "recipes/synthetic/ppo-tiny.yaml", "--output_dir", str(tmp_path), *FAST)
+    # 90 of the recipe's 150 steps: the last-20 mean is ~0.8 there, and flat after (CI time)
+    cli("train", "recipes/synthetic/ppo-tiny.yaml", "--output_dir", str(tmp_path), "--max_steps", "90", *FAST)
     rows = metrics(tmp_path)
     start, end = mean(rows[:10], "reward/mean"), mean(rows[-20:], "reward/mean")
     print(

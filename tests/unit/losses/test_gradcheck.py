@@ -10,6 +10,7 @@ from reasonrl.losses import (
     dpo_loss,
     entropy_from_logits,
     kl_estimate,
+    linear_token_logprobs,
     masked_mean,
     policy_gradient_loss,
     sac_temperature_loss,
@@ -47,6 +48,11 @@ def test_entropy_and_logprobs(gen):
     tokens = torch.randint(0, 7, (2, 3), generator=gen)
     assert gradcheck(lambda z: entropy_from_logits(z, chunk_size=2), (logits,))
     assert gradcheck(lambda z: token_logprobs(z, tokens, 0.8), (logits,))
+    weight, bias = randn(gen, 7, 5), randn(gen, 7)  # the fused head: its gradient in its hidden input
+    hidden = leaf(randn(gen, 2, 3, 5))
+    assert gradcheck(
+        lambda h: linear_token_logprobs(h, weight, tokens, 0.8, bias, chunk_size=4)[0], (hidden,)
+    )
 
 
 def test_value_and_sac(gen):

@@ -9,6 +9,7 @@ from reasonrl.losses import (
     entropy_from_logits,
     importance_ratio,
     kl_estimate,
+    linear_token_logprobs,
     masked_mean,
     policy_gradient_loss,
     soft_policy_loss,
@@ -186,3 +187,37 @@ def test_policy_gradient_and_soft_policy_losses(gen):
     leaf = logp.clone().requires_grad_(True)
     policy_gradient_loss(leaf, adv.requires_grad_(True)).sum().backward()
     torch.testing.assert_close(leaf.grad, -adv.detach())  # advantages are constants
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("trained_head", [False, True])
+def test_linear_token_logprobs_equal_the_unfused_head(gen, temperature, trained_head):
+    """Chunks of 4 over 2 x 7 tokens (the last chunk short): the log-probs, entropies and
+    gradients of token_logprobs on the whole logits. A head that takes a gradient goes
+    the unfused way, and its gradient arrives too."""
+    weight, bias = randn(gen, 13, 6).requires_grad_(trained_head), randn(gen, 13)
+    hidden = randn(gen, 2, 7, 6).requires_grad_(True)
+    tokens = torch.randint(0, 13, (2, 7), generator=gen)
+    weights = randn(gen, 2, 7) * (torch.rand(2, 7, generator=gen) > 0.3)
+    logp, entropy = linear_token_logprobs(hidden, weight, tokens, temperature, bias, True, chunk_size=4)
+    (logp * weights).sum().backward()
+    ours = [hidden.grad.clone()] + ([weight.grad.clone()] if trained_head else [])
+    hidden.grad = weight.grad = None
+    logits = torch.nn.functional.linear(hidden, weight, bias)
+    expected = token_logprobs(logits, tokens, temperature)
+    torch.testing.assert_close(logp, expected)
+    torch.testing.assert_close(entropy, entropy_from_logits(logits.detach(), temperature=temperature))
+    assert not entropy.requires_grad
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(ours, [hidden.grad] + ([weight.grad] if trained_head else []))
+    with torch.no_grad():  # no gradient wanted: the same numbers, and no entropy unless asked
+        again, none = linear_token_logprobs(hidden, weight, tokens, temperature, bias, chunk_size=4)
+    torch.testing.assert_close(again, expected.detach())
+    assert none is None
+
+
+def test_linear_token_logprobs_name_a_shape_mismatch(gen):
+    with pytest.raises(
+        ValueError, match=r"hidden \(2, 3, 5\) must be tokens \(2, 3\) plus the head's input axis \(6\)"
+    ):
+        linear_token_logprobs(randn(gen, 2, 3, 5), randn(gen, 13, 6), torch.zeros(2, 3, dtype=torch.long))
