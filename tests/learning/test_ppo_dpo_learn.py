@@ -6,7 +6,7 @@ FAST = ["--progress", "false", "--report_to", "none"]
 
 
 def test_ppo_tiny_reward_rises(tmp_path):
-    # 90 of the recipe's 150 steps: the last-20 mean is ~0.8 there, and flat after (CI time)
+    # 90 of the recipe's 150 steps (CI time): the last-20 mean was 0.69 and 0.82 there in two runs
     cli("train", "recipes/synthetic/ppo-tiny.yaml", "--output_dir", str(tmp_path), "--max_steps", "90", *FAST)
     rows = metrics(tmp_path)
     start, end = mean(rows[:10], "reward/mean"), mean(rows[-20:], "reward/mean")
