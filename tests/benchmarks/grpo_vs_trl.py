@@ -3,18 +3,19 @@
 Both sides: SmolLM2-135M-Instruct, LoRA r=16 on the same modules, fp32 training, the
 same GSM8K prompts at the same steps (chat template), gsm8k + format rewards, num_generations 4, two
 prompts per step, 128 new tokens at most, temperature 0.7, beta 0, loss_type dapo, constant lr,
-the same number of steps, one optimizer step per 8 completions taken in micro-batches
-of 4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumulation
-2). Each side runs in its own process (so peak memory is its own). TRL generates
-with HF generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates
-with its in-process vLLM engine (weights in the machine's fast type, ``auto``: bf16
-with AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400
-tokens need 75 MiB). TRL keeps its GRPOConfig default of gradient checkpointing on (less
-activation memory, the forward computed twice); ``BENCH_TRL_GRADIENT_CHECKPOINTING=0``
-turns it off. reasonrl does not checkpoint (its shared-prompt cache needs the keys and
-values kept). At natural lengths reasonrl runs twice: with the CPU default of an eager
-vLLM, and as a long CPU run would, with ``rollout.enforce_eager: false`` (vLLM compiles
-the model at start: about 80 s more, counted in "wall s", not in the training loop).
+the same number of steps, one optimizer step per 8 completions taken in micro-batches of
+4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumulation 2).
+Each side runs in its own process (so peak memory is its own). TRL generates with HF
+generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates with its
+in-process vLLM engine (weights in the machine's fast type, ``auto``: bf16 with
+AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400 tokens need
+70 MiB in bf16, 141 MiB in fp32 at 45 KiB per token). TRL keeps its GRPOConfig default
+of gradient checkpointing on (less activation memory, the forward computed twice);
+``BENCH_TRL_GRADIENT_CHECKPOINTING=0`` turns it off. reasonrl does not checkpoint (its
+shared-prompt cache needs the keys and values kept). At natural lengths reasonrl runs
+twice: with the CPU default of an eager vLLM, and as a long CPU run would, with
+``rollout.enforce_eager: false`` (vLLM compiles the model at start: about 80 s more,
+counted in "wall s", not in the training loop).
 
 Two runs of both sides: natural lengths (EOS ends a completion, as in training; the two
 policies learn at their own pace and their lengths follow; reasonrl skips the passes of
