@@ -53,15 +53,11 @@ def test_shared_prompts_give_the_same_logprobs_and_gradients(setup, micro_batch)
     assert batch.prompt_mask.logical_not().any(), "the batch should contain padded prompts"
     whole = logprobs_and_grads(model, batch, share=False, micro_batch=micro_batch)
     shared = logprobs_and_grads(model, batch, share=True, micro_batch=micro_batch)
-    torch.testing.assert_close(shared[0], whole[0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(shared[1], whole[1], rtol=1e-5, atol=1e-5)
-    assert whole[2].keys() == shared[2].keys() and len(whole[2]) > 0
-    for name, expected in whole[2].items():  # float32 summation order differs: tolerance scaled to the tensor
-        scale = expected.abs().max().item()
-        torch.testing.assert_close(shared[2][name], expected, rtol=1e-4, atol=1e-5 * scale, msg=name)
+    assert_same(shared, whole)
 
 
 def assert_same(ours, expected):
+    """Log-probs, entropies and gradients (``logprobs_and_grads``) equal."""
     torch.testing.assert_close(ours[0], expected[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours[1], expected[1], rtol=1e-5, atol=1e-5)
     assert expected[2].keys() == ours[2].keys() and len(expected[2]) > 0
