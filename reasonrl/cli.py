@@ -189,7 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; ``argv`` None means this process is the program (console script or
+    ``python -m reasonrl``), which first re-executes itself on a better allocator."""
     global USER_ERRORS
+    if argv is None:
+        from reasonrl.allocator import preload
+
+        preload()
     args = build_parser().parse_args(argv)
     USER_ERRORS = _user_errors()
     logging.basicConfig(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
+from reasonrl.allocator import release_free_memory
 from reasonrl.models import load, resolve
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters, is_peft, merged_weights, wrap_lora
 from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
 from reasonrl.trainers.recipe import ModelSection, RolloutSection
-from reasonrl.trainers.run import release_free_memory
 
 log = logging.getLogger("reasonrl")
 

@@ -4,7 +4,6 @@ and the few places where DDP, DeepSpeed ZeRO-2/3 and a single process differ."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import math
 import os
@@ -17,6 +16,7 @@ from typing import NoReturn
 
 import torch
 
+from reasonrl import allocator
 from reasonrl.config import dump_recipe, to_dict
 from reasonrl.models.precision import resolve_bf16, resolve_dtype
 from reasonrl.trainers import checkpoint
@@ -65,21 +65,6 @@ def make_accelerator(**kwargs):
     return accelerator
 
 
-def release_free_memory() -> None:
-    """Hand the heap's free pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
-
-    A training step frees gigabytes of activations; glibc keeps them resident, fragmented,
-    and the next step's peak lands on top. Measured on the GRPO benchmark (SmolLM2, LoRA,
-    fp32): resident memory after an update 3.3-5.1 GiB without this, about 2.2 with it.
-    Unlike a low mmap threshold, which also returns them, it adds no page fault per
-    allocation (that cost 60% more step time under bf16 autocast).
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _resolve_precision(recipe, device_type: str) -> None:
     """Turn the recipe's ``auto`` precisions into what this machine runs fast (in place, so
     the saved recipe.yaml says what ran)."""
@@ -112,7 +97,13 @@ class Run:
             dump_recipe(recipe, output_dir / "recipe.yaml")
         if report:
             accelerator.init_trackers("tensorboard", config=_flat(to_dict(recipe)))
-        log.info("run %s: %d process(es), device %s", output_dir, run.world_size, accelerator.device)
+        log.info(
+            "run %s: %d process(es), device %s, allocator %s",
+            output_dir,
+            run.world_size,
+            accelerator.device,
+            allocator.loaded(),
+        )
         return run
 
     def clear_previous(self) -> None:
@@ -200,7 +191,7 @@ class Run:
             norm = float(self.accelerator.clip_grad_norm_(model.parameters(), max_norm))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        release_free_memory()  # the step's activations are gone: do not keep their pages
+        allocator.release_free_memory()  # the step's activations are gone: do not keep their pages
         return norm
 
     @contextlib.contextmanager

@@ -245,6 +245,7 @@ def compare(fixed: bool) -> dict:
                 "tokens/s": f"{r['tokens_per_second']:.1f}",
                 "wall s": f"{r['wall_seconds']:.1f}",
                 "peak RSS MiB": f"{r['peak_rss_mib']:.0f}",
+                "allocator": r["allocator"],
                 "rows skipped": f"{r['skipped_rows']:.0%}" if "skipped_rows" in r else "-",
             }
         )
@@ -281,9 +282,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--side":
+        from reasonrl import allocator
+
         side = sys.argv[2]
+        if side != "trl":
+            allocator.preload()  # as the reasonrl command does first; TRL keeps the system's
         result = trl_side() if side == "trl" else reasonrl_side(compiled=side == "reasonrl-compiled")
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["allocator"] = allocator.loaded()
         print(json.dumps(result))
     else:
         main()

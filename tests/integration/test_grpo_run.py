@@ -12,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from reasonrl import allocator
 from reasonrl.trainers.checkpoint import latest_checkpoint
 from tests.helpers import ROOT, cli, metrics, without_timing
 
@@ -62,7 +63,9 @@ def test_outputs_of_a_lora_run(tmp_path):
     assert {"prompt", "completion", "answer", "reward"} <= set(samples[0])
     assert (out / "reward_curve.png").stat().st_size > 1000
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
-    assert (out / "train.log").exists()
+    # the command re-executed itself on the allocator the machine offers (reasonrl.allocator)
+    found = allocator.wanted()
+    assert f"allocator {found[0] if found else 'system'}" in (out / "train.log").read_text()
     # the final adapter loads with peft on top of the base model
     from peft import PeftModel
 

@@ -1,0 +1,55 @@
+"""The allocator switch: a real re-execution with the library preloaded, as the CLI does."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reasonrl import allocator
+from tests.helpers import ROOT
+
+PROGRAM = (
+    "from reasonrl import allocator; allocator.preload(); "
+    "allocator.release_free_memory(); print(allocator.loaded(), flush=True)"
+)
+
+
+def run(choice: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | {allocator.ENV: choice}
+    return subprocess.run(
+        [sys.executable, "-c", PROGRAM], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("choice", ["auto", "tcmalloc", "jemalloc", "system"])
+def test_the_program_runs_on_the_allocator_it_asked_for(choice, monkeypatch):
+    monkeypatch.setenv(allocator.ENV, choice)
+    expected = allocator.wanted()
+    if choice in ("tcmalloc", "jemalloc") and expected is None:
+        pytest.skip(f"no {choice} library on this machine")
+    proc = run(choice)
+    assert proc.returncode == 0, proc.stderr
+    print(choice, "->", proc.stdout.strip())
+    assert proc.stdout.strip() == (expected[0] if expected else "system")
+    assert "large alloc" not in proc.stderr
+
+
+def test_auto_takes_tcmalloc_on_this_machine_when_it_has_one(monkeypatch):
+    monkeypatch.setenv(allocator.ENV, "auto")
+    if allocator.find("tcmalloc") is None:
+        pytest.skip("no tcmalloc library on this machine")
+    assert allocator.wanted()[0] == "tcmalloc"
+
+
+def test_an_unknown_allocator_is_named_with_the_choices(monkeypatch):
+    monkeypatch.setenv(allocator.ENV, "mimalloc")
+    with pytest.raises(ValueError, match=r"REASONRL_ALLOCATOR='mimalloc' .*auto, tcmalloc, jemalloc, system"):
+        allocator.choice()
+
+
+def test_a_preloaded_allocator_is_kept(monkeypatch):
+    """A user's own LD_PRELOAD allocator wins, and the re-executed program does not loop."""
+    monkeypatch.setenv("LD_PRELOAD", "/opt/libmimalloc.so")
+    monkeypatch.setenv(allocator.ENV, "auto")
+    allocator.preload()  # returns instead of replacing the test process
