@@ -41,7 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = int(os.environ.get("BENCH_GRPO_STEPS", 4))
-PROMPTS, GENERATIONS, MAX_NEW, TEMPERATURE, LR = 2, 4, 128, 0.7, 1e-4
+PROMPTS, MAX_NEW, TEMPERATURE, LR = 2, 128, 0.7, 1e-4
+GENERATIONS = int(os.environ.get("BENCH_GRPO_GENERATIONS", 4))  # the GSM8K recipe samples 8
 MICRO = int(os.environ.get("BENCH_GRPO_MICRO", GENERATIONS))  # completions per forward/backward pass
 TRL_CHECKPOINTING = os.environ.get("BENCH_TRL_GRADIENT_CHECKPOINTING", "1") == "1"  # TRL's default
 FIXED = "--fixed" in sys.argv  # every completion exactly MAX_NEW tokens (EOS suppressed) on both sides
