@@ -1,11 +1,14 @@
 """GRPO training throughput and memory: reasonrl vs TRL 1.16's GRPOTrainer, one run.
 
 Both sides: SmolLM2-135M-Instruct, LoRA r=16 on the same modules, fp32 training, the
-same GSM8K prompts at the same steps (chat template), gsm8k + format rewards, num_generations 4, two
-prompts per step, 128 new tokens at most, temperature 0.7, beta 0, loss_type dapo, constant lr,
-the same number of steps, one optimizer step per 8 completions taken in micro-batches of
-4 (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size 4, gradient_accumulation 2).
-Each side runs in its own process (so peak memory is its own). TRL generates with HF
+same GSM8K prompts at the same steps (chat template), gsm8k + format rewards, two prompts
+per step, num_generations G = 4 (``BENCH_GRPO_GENERATIONS``; the GSM8K recipe uses 8),
+128 new tokens at most, temperature 0.7, beta 0, loss_type dapo, constant lr, the same
+number of steps, one optimizer step per step's 2G completions taken in micro-batches of
+G (``BENCH_GRPO_MICRO``; TRL: per_device_train_batch_size G, gradient_accumulation 2).
+Each side runs in its own process (so peak memory is its own); reasonrl's on the
+allocator its command picks (``reasonrl.allocator``: tcmalloc when installed), TRL's on
+the system's, as each runs for its users. TRL generates with HF
 generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates with its
 in-process vLLM engine (weights in the machine's fast type, ``auto``: bf16 with
 AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400 tokens need
