@@ -71,7 +71,7 @@ def wanted() -> tuple[str, str] | None:
     """(allocator, library) that ``REASONRL_ALLOCATOR`` asks for on this machine, or None
     for the system's."""
     name = choice()
-    for candidate in LIBRARIES if name == "auto" else [name] if name != "system" else []:
+    for candidate in {"auto": list(LIBRARIES), "system": []}.get(name, [name]):
         library = find(candidate)
         if library:
             return candidate, library

@@ -195,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         from reasonrl.allocator import preload
 
-        preload()
+        try:
+            preload()
+        except ValueError as err:  # a REASONRL_ALLOCATOR that names no allocator
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     USER_ERRORS = _user_errors()
     logging.basicConfig(

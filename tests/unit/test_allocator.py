@@ -48,6 +48,22 @@ def test_an_unknown_allocator_is_named_with_the_choices(monkeypatch):
         allocator.choice()
 
 
+def test_the_command_names_an_unknown_allocator():
+    env = {**os.environ, allocator.ENV: "mimalloc"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reasonrl", "model", "tiny-llama"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: REASONRL_ALLOCATOR='mimalloc' is not an allocator; "
+        "choose one of auto, tcmalloc, jemalloc, system"
+    )
+
+
 def test_a_preloaded_allocator_is_kept(monkeypatch):
     """A user's own LD_PRELOAD allocator wins, and the re-executed program does not loop."""
     monkeypatch.setenv("LD_PRELOAD", "/opt/libmimalloc.so")
