@@ -84,6 +84,7 @@ def preload() -> None:
     """Re-execute this program with the wanted allocator preloaded; return when there is
     nothing to do: not Linux, ``system`` asked for, no library found, or an allocator
     already preloaded (by this function before the re-execution, or by the user)."""
+    choice()  # a misspelt choice is an error even when there is nothing to do
     preloaded = os.environ.get("LD_PRELOAD", "")
     if not sys.platform.startswith("linux") or "malloc" in preloaded:
         return

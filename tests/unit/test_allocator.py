@@ -49,7 +49,7 @@ def test_an_unknown_allocator_is_named_with_the_choices(monkeypatch):
 
 
 def test_the_command_names_an_unknown_allocator():
-    env = {**os.environ, allocator.ENV: "mimalloc"}
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | {allocator.ENV: "mimalloc"}
     proc = subprocess.run(
         [sys.executable, "-m", "reasonrl", "model", "tiny-llama"],
         cwd=ROOT,
@@ -66,6 +66,15 @@ def test_the_command_names_an_unknown_allocator():
 
 def test_a_preloaded_allocator_is_kept(monkeypatch):
     """A user's own LD_PRELOAD allocator wins, and the re-executed program does not loop."""
+
+    def execve(*args):
+        raise AssertionError(f"re-executed with {args}")
+
+    monkeypatch.setattr(allocator.os, "execve", execve)
     monkeypatch.setenv("LD_PRELOAD", "/opt/libmimalloc.so")
     monkeypatch.setenv(allocator.ENV, "auto")
-    allocator.preload()  # returns instead of replacing the test process
+    allocator.preload()
+    if allocator.wanted() is not None:  # the check that matters: without the preload it would run
+        monkeypatch.setenv("LD_PRELOAD", "")
+        with pytest.raises(AssertionError, match="re-executed"):
+            allocator.preload()
