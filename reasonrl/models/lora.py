@@ -54,24 +54,50 @@ def disabled_adapters(model):
         yield model
 
 
-@contextmanager
-def merged_weights(model) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """(name, tensor) pairs in the base model's transformers naming, adapters merged in.
+def merged_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
+    """The (name, tensor) pairs a rollout engine needs to hold ``model``'s current weights,
+    in the base model's transformers naming, made one at a time as they are consumed.
 
-    Inside the ``with`` block the tensors are views of the live weights (no copy):
-    hand them to the engine there. On exit the adapters are unmerged again.
+    Without LoRA: every parameter, a view of the live weight (no copy). With LoRA: only
+    what training changes; the frozen rest is what the engine loaded at start. Each
+    adapted layer's weight W + ΔW is computed into a new tensor (one layer's at a time):
+    the base weights are never written, where peft's ``merge_adapter`` and
+    ``unmerge_adapter`` add and subtract ΔW in place, a rounding error per sync on the
+    weights that are also the reference policy. Trainable tensors outside the adapters
+    follow as they are.
     """
     if not is_peft(model):
-        yield [(name, p.data) for name, p in model.named_parameters()]
-        return
-    model.merge_adapter()
-    try:
-        named = []
         for name, p in model.named_parameters():
-            if "lora_" in name:
-                continue
-            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
-            named.append((name, p.data))
-        yield named
-    finally:
-        model.unmerge_adapter()
+            yield name, p.data
+        return
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            yield _base_name(name) + ".weight", _merged_weight(module)
+    for name, p in model.named_parameters():
+        if p.requires_grad and "lora_" not in name:
+            yield _base_name(name), p.data
+
+
+def _base_name(name: str) -> str:
+    return name.removeprefix("base_model.model.").replace(".base_layer", "")
+
+
+@torch.no_grad()
+def _merged_weight(module) -> torch.Tensor:
+    """W + Σ ΔW over ``module``'s active adapters, in a new tensor (plain LoRA only)."""
+    weight = module.get_base_layer().weight
+    if module.merged or module.disable_adapters:  # ΔW in place already (merge_adapter), or off
+        return weight.detach()
+    merged = weight.detach().clone()
+    for adapter in module.active_adapters:
+        if adapter not in module.lora_A:
+            continue
+        if adapter in getattr(module, "lora_variant", {}) or getattr(module, "lora_bias", {}).get(adapter):
+            raise NotImplementedError(
+                f"syncing adapter {adapter!r}: only plain LoRA is merged for the rollout engine "
+                "(no DoRA or other variants, no lora_bias)"
+            )
+        merged += module.get_delta_weight(adapter).to(merged.dtype)
+    return merged

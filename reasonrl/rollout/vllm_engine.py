@@ -134,10 +134,12 @@ class VLLMEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load (name, tensor) pairs in transformers naming into the running engine.
 
-        Uses vLLM's in-place ``reload_weights``, which re-runs each layer's post-load
-        processing: on CPU, vLLM repacks linear weights for oneDNN after loading and
-        drops the original parameters, so writing into ``model.load_weights`` (TRL's
-        colocate path, fine on GPU) fails there.
+        Any subset of the model's tensors: a layer the pairs leave out keeps its weights
+        (a LoRA sync sends only the adapted layers). Uses vLLM's in-place
+        ``reload_weights``, which re-runs each layer's post-load processing: on CPU, vLLM
+        repacks linear weights for oneDNN after loading and drops the original
+        parameters, so writing into ``model.load_weights`` (TRL's colocate path, fine on
+        GPU) fails there.
         """
         worker = self.llm.llm_engine.model_executor.driver_worker
         dtype = getattr(torch, self.dtype)  # cast here, or vLLM warns once per tensor
@@ -207,15 +209,13 @@ class VLLMEngine:
 
 
 class _ExpectedReloadWarnings(logging.Filter):
-    """Drop vLLM's "<Layer>: Failed to load weights" for layers a checkpoint never holds:
-    rotary caches are computed, and a tied LM head's weight is the embedding, loaded
-    through it (vLLM puts the old tensors back for both). Any other layer still warns."""
-
-    LAYERS = ("RotaryEmbedding", "ParallelLMHead")
+    """Drop vLLM's "<Layer>: Failed to load weights", which it logs for every layer an update
+    left out, after putting that layer's own tensors back: rotary caches (computed), a tied
+    LM head (loaded through the embedding), and in a LoRA sync every layer without an
+    adapter. A name the model does not have still fails loudly, in vLLM's ``load_weights``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        expected = record.msg == "%s: Failed to load weights" and isinstance(record.args, tuple)
-        return not (expected and record.args[0] in self.LAYERS)
+        return record.msg != "%s: Failed to load weights"
 
 
 @contextlib.contextmanager

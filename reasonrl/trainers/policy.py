@@ -112,6 +112,5 @@ def sync_engine(engine, model) -> None:
 
     if isinstance(engine, HFEngine):
         return  # it samples from the live model itself
-    with merged_weights(model) as named:
-        engine.update_weights(named)
+    engine.update_weights(merged_weights(model))
     release_free_memory()  # the merged copies and vLLM's reload buffers (~0.2 GiB for SmolLM2)
