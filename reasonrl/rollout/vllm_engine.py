@@ -209,21 +209,30 @@ class VLLMEngine:
 
 
 class _ExpectedReloadWarnings(logging.Filter):
-    """Drop vLLM's "<Layer>: Failed to load weights", which it logs for every layer an update
-    left out, after putting that layer's own tensors back: rotary caches (computed), a tied
-    LM head (loaded through the embedding), and in a LoRA sync every layer without an
+    """Drop vLLM's reports of the layers an update left out, which it puts back as they
+    were: "<Layer>: Failed to load weights" per layer and "Following weights were not
+    loaded from checkpoint: {...}" per update. They are rotary caches (computed), a tied LM
+    head (loaded through the embedding), and in a LoRA sync every layer without an
     adapter. A name the model does not have still fails loudly, in vLLM's ``load_weights``."""
 
+    LOGGERS = (
+        "vllm.model_executor.model_loader.reload.layerwise",
+        "vllm.model_executor.model_loader.reload.inplace",
+    )
+    MESSAGES = ("%s: Failed to load weights", "Following weights were not loaded from checkpoint: %s")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg != "%s: Failed to load weights"
+        return record.msg not in self.MESSAGES
 
 
 @contextlib.contextmanager
 def _quiet_expected_reload_warnings():
-    logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
     quiet = _ExpectedReloadWarnings()
-    logger.addFilter(quiet)
+    loggers = [logging.getLogger(name) for name in quiet.LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
     try:
         yield
     finally:
-        logger.removeFilter(quiet)
+        for logger in loggers:
+            logger.removeFilter(quiet)
