@@ -127,6 +127,60 @@ def test_vllm_completions_share_their_prompts_prefill(tiny, vllm_fp32):
 
 
 @needs_vllm
+def test_vllm_cpu_norms_run_vllms_cpp_kernels(tiny, vllm_fp32):
+    """On CPU the eager engine's RMSNorms run vLLM's C++ kernels, not the native composite
+    of small torch ops, and sample the trainer's log-probs."""
+    from torch.profiler import ProfilerActivity, profile
+    from vllm import ir
+    from vllm.platforms import current_platform
+
+    from reasonrl.rollout.vllm_cpu_kernels import PROVIDER
+
+    if not current_platform.is_cpu():
+        pytest.skip("the C++ norms are vLLM's own default on GPUs")
+    assert ir.ops.rms_norm.get_priority()[0] == PROVIDER
+    assert ir.ops.fused_add_rms_norm.get_priority()[0] == PROVIDER
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        batch = vllm_fp32.generate(PROMPTS[:1], SamplingConfig(n=2, temperature=0.8, max_tokens=8))
+    calls = {e.key: e.count for e in prof.key_averages() if "rms_norm" in e.key}
+    print(f"norm kernels called while generating: {calls}")
+    assert calls.get("_C::fused_add_rms_norm", 0) > 0 and calls.get("_C::rms_norm", 0) > 0
+    gap = max_gap(tiny[0], batch, 0.8)
+    print(f"fp32 engine vs fp32 trainer: max |Δ log p| = {gap:.2e}")
+    assert gap < 1e-4
+
+
+@needs_vllm
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_norm_kernels_match_vllms_native_norms(dtype):
+    from vllm import ir
+
+    from reasonrl.rollout.vllm_cpu_kernels import PROVIDER, ir_op_priority
+
+    if not ir_op_priority():
+        pytest.skip("not a CPU vLLM with the C++ norms")
+    torch.manual_seed(0)
+    x, residual, weight = (
+        torch.randn(5, 64, dtype=dtype),
+        torch.randn(5, 64, dtype=dtype),
+        torch.randn(64, dtype=dtype),
+    )
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    native, ours = (ir.ops.rms_norm.impls[p] for p in ("native", PROVIDER))
+    torch.testing.assert_close(ours.impl_fn(x, weight, 1e-6), native.impl_fn(x, weight, 1e-6), **tol)
+    native, ours = (ir.ops.fused_add_rms_norm.impls[p] for p in ("native", PROVIDER))
+    want_out, want_residual = native.impl_fn(x, residual, weight, 1e-6)
+    x2, r2 = x.clone(), residual.clone()
+    out, new_residual = ours.impl_fn(x2, r2, weight, 1e-6)
+    torch.testing.assert_close(out, want_out, **tol)
+    torch.testing.assert_close(new_residual, want_residual, **tol)
+    assert out.data_ptr() == x2.data_ptr() and new_residual.data_ptr() == r2.data_ptr()  # in place
+    # what the kernels cannot take goes to the native norm: strided rows, another weight type
+    assert not ours.supports_args(x.t(), residual, weight, 1e-6)
+    assert not ir.ops.rms_norm.impls[PROVIDER].supports_args(x, weight.double(), 1e-6)
+
+
+@needs_vllm
 def test_vllm_update_weights_full_and_lora(tiny, vllm_fp32):
     model, _ = tiny
     model = copy.deepcopy(model)
