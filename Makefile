@@ -9,12 +9,15 @@ RUN_ARGS ?= $(if $(wildcard $(GSM8K)/train.jsonl),--data.source $(GSM8K),)
 PYTEST := $(PY) -m pytest
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test test-fast test-slow lint format bench eval clean data
+.PHONY: setup system-deps run test test-fast test-slow lint format bench eval clean data
 
 $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 	./scripts/setup.sh
 
 setup: $(STAMP)
+
+system-deps:  ## optional system libraries (tcmalloc), as root on Debian/Ubuntu
+	./scripts/system-deps.sh
 
 run: $(STAMP)  ## train the default recipe on the embedded model (a few CPU minutes)
 	$(PY) -m reasonrl train $(RECIPE) $(RUN_ARGS)
