@@ -20,6 +20,9 @@ twice: with the CPU default of an eager vLLM, and as a long CPU run would, with
 ``rollout.enforce_eager: false`` (vLLM compiles the model at start: about 80 s more,
 counted in "wall s", not in the training loop).
 
+Prompts: the real GSM8K train split beside the project (``../shared/data/gsm8k``, or
+``BENCH_GSM8K``), else the synthetic set in ``data/``; the tables name the source.
+
 Two runs of both sides: natural lengths (EOS ends a completion, as in training; the two
 policies learn at their own pace and their lengths follow; reasonrl skips the passes of
 rows with zero advantage, which add nothing to the gradient, and the table says how many)
@@ -54,7 +57,7 @@ FIXED = "--fixed" in sys.argv  # every completion exactly MAX_NEW tokens (EOS su
 def problems(n: int):
     from reasonrl.data import load_problems
 
-    local = ROOT.parent / "shared" / "data" / "gsm8k"
+    local = Path(os.environ.get("BENCH_GSM8K", ROOT.parent / "shared" / "data" / "gsm8k"))
     source = str(local) if (local / "train.jsonl").exists() else str(ROOT / "data" / "synthetic_gsm8k.jsonl")
     return load_problems(source, "train", n), source
 
@@ -253,7 +256,9 @@ def compare(fixed: bool) -> dict:
                 "rows skipped": f"{r['skipped_rows']:.0%}" if "skipped_rows" in r else "-",
             }
         )
-    print(f"\n{'fixed' if fixed else 'natural'} lengths:")
+    sources = {r["data"] for r in results.values()}
+    assert len(sources) == 1, f"the sides read different prompts: {sources}"
+    print(f"\n{'fixed' if fixed else 'natural'} lengths, prompts from {sources.pop()}:")
     table(rows)
     ratios = {side: ratios_to_trl(results, side) for side in sides[1:]}
     for side, r in ratios.items():
