@@ -53,9 +53,8 @@ def ir_op_priority() -> dict[str, list[str]]:
     except Exception:
         return {}
     ops = ("rms_norm", "fused_add_rms_norm")
-    if not current_platform.is_cpu() or not all(hasattr(torch.ops._C, op) for op in ops):
-        return {}
-    if not all(hasattr(ir.ops, op) for op in ops):  # a vLLM without these IR ops
+    has_kernels = all(hasattr(torch.ops._C, op) and hasattr(ir.ops, op) for op in ops)
+    if not current_platform.is_cpu() or not has_kernels:
         return {}
     if PROVIDER not in ir.ops.rms_norm.impls:
         _register(ir)
