@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         code = 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of several processes (accelerate launch)
-        from reasonrl.trainers.run import end_process
+        from reasonrl.runtime.run import end_process
 
         end_process(code)
     return code

@@ -174,6 +174,10 @@ def parse_overrides(cls, args: list[str], prefer: str | None = None) -> dict[str
         elif key in leaves:
             raise RecipeError(f"override --{key} is ambiguous: use one of {['--' + p for p in leaves[key]]}")
         else:
+            renamed = getattr(cls, "renamed", {})
+            old = next((p for p in renamed if key in (p, p.rsplit(".", 1)[-1])), None)
+            if old is not None:
+                raise RecipeError(f"override --{key}: renamed to --{renamed[old]}")
             raise RecipeError(f"unknown override --{key}{_suggest(key, sorted(all_paths | set(leaves)))}")
         if not has_value:
             if _is_bool_path(cls, path) and (i + 1 == len(args) or args[i + 1].startswith("--")):
@@ -229,6 +233,9 @@ def load_recipe(cls, path: str | Path | None, overrides: list[str] | None = None
         message = str(err)
         key = message.split("'")[1] if message.startswith("unknown key") else message.split(":")[0]
         line = lines.get(key) or lines.get(key.split("[")[0])
+        renamed = getattr(cls, "renamed", {})
+        if message.startswith("unknown key") and key in renamed:
+            message = f"key {key!r} was renamed to {renamed[key]!r}"
         raise RecipeError(f"{name}:{line}: {message}" if line else f"{name}: {message}") from None
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from reasonrl.trainers.run import Run
+from reasonrl.control.envs import ReturnTracker
+from reasonrl.runtime import Run, RunConfig
 
 log = logging.getLogger("reasonrl")
 
@@ -19,10 +20,21 @@ def start(recipe) -> Run:
     random.seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
     torch.manual_seed(recipe.train.seed)
-    return Run.start(recipe)
+    train = recipe.train
+    config = RunConfig(
+        output_dir=train.output_dir,
+        seed=train.seed,
+        resume=train.resume,
+        report_to=list(train.report_to),
+        progress=train.progress,
+        save_total_limit=train.save_total_limit,
+    )  # save_every counts environment steps: each agent decides when to save
+    return Run.start(config, record=recipe)
 
 
-def finish(run: Run, modules: dict[str, torch.nn.Module], episodes, step: int, optimizers) -> dict:
+def finish(
+    run: Run, modules: dict[str, torch.nn.Module], tracker: ReturnTracker, step: int, optimizers
+) -> dict:
     """Save the final networks and a checkpoint, draw the return curve, and return a summary."""
     run.save(step, modules["agent"] if len(modules) == 1 else torch.nn.ModuleDict(modules), optimizers, None)
     if run.is_main:
@@ -31,14 +43,12 @@ def finish(run: Run, modules: dict[str, torch.nn.Module], episodes, step: int, o
         for name, module in modules.items():
             state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
             save_file(state, folder / f"{name}.safetensors")
-        run.log.plot(
-            ["episode_return", f"return_mean_{episodes.window.maxlen}"], "return_curve.png", "return"
-        )
+        run.log.plot(["episode_return", f"return_mean_{tracker.window.maxlen}"], "return_curve.png", "return")
     summary = {
         "steps": step,
-        "episodes": episodes.count,
-        "final_return_mean": episodes.mean,
-        "solved_at": episodes.solved_at,
+        "episodes": tracker.count,
+        "final_return_mean": tracker.mean,
+        "solved_at": tracker.solved_at,
     }
     log.info("done: %s", summary)
     run.finish()

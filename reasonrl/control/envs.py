@@ -45,7 +45,7 @@ def final_observations(info: dict, done: np.ndarray) -> np.ndarray | None:
     return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
 
 
-class EpisodeLog:
+class ReturnTracker:
     """Returns of finished episodes, a moving average, and when it first crossed a threshold."""
 
     def __init__(self, window: int, threshold: float | None, stop_when_solved: bool = False):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reasonrl.control.common import finish, start
-from reasonrl.control.envs import EpisodeLog, final_observations, finished_episodes, make_vector_env
+from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
 from reasonrl.losses import policy_gradient_loss, token_logprobs, value_loss, vtrace
 
@@ -111,7 +111,7 @@ def train_impala_agent(recipe) -> dict:
     probe.close()
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate)
     step = run.resume(agent, optimizer, None)
-    episodes = EpisodeLog(train.solve_window, train.solve_threshold, train.stop_when_solved)
+    tracker = ReturnTracker(train.solve_window, train.solve_threshold, train.stop_when_solved)
 
     ray.init(
         num_cpus=cfg.num_actors + 1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
@@ -143,7 +143,7 @@ def train_impala_agent(recipe) -> dict:
             stats = learner_step(agent, optimizer, unroll, cfg)
             version += 1
             step += per_unroll
-            episodes.add(unroll["episodes"], step)
+            tracker.add(unroll["episodes"], step)
             updates_since_push[id(actor)] += 1
             if updates_since_push[id(actor)] >= cfg.sync_every:
                 weights = ray.put({k: v.clone() for k, v in agent.state_dict().items()})
@@ -151,9 +151,9 @@ def train_impala_agent(recipe) -> dict:
                 updates_since_push[id(actor)] = 0
             pending[actor.unroll.remote()] = actor
             progress.update(per_unroll)
-            stop = episodes.should_stop()
+            stop = tracker.should_stop()
             if version % 10 == 0 or step >= train.total_steps or stop:
-                metrics = episodes.drain()
+                metrics = tracker.drain()
                 metrics.update(
                     stats,
                     policy_lag=version - 1 - unroll["version"],
@@ -161,11 +161,11 @@ def train_impala_agent(recipe) -> dict:
                     steps_per_second=(step - first_step) / (time.perf_counter() - started),
                 )
                 run.log.metrics(step, metrics)
-                progress.set_postfix(ret=f"{episodes.mean:.1f}", lag=metrics["policy_lag"])
+                progress.set_postfix(ret=f"{tracker.mean:.1f}", lag=metrics["policy_lag"])
             if train.save_every and step % train.save_every < per_unroll and step < train.total_steps:
                 run.save(step, agent, optimizer, None)
             if stop:
                 break
     finally:
         ray.shutdown()
-    return finish(run, {"agent": agent}, episodes, step, optimizer)
+    return finish(run, {"agent": agent}, tracker, step, optimizer)

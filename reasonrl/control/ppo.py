@@ -2,8 +2,8 @@
 
 One update: roll out ``num_steps`` in each of ``num_envs`` environments; compute GAE
 advantages and λ-returns; ``update_epochs`` passes of ``num_minibatches`` minibatches of
-the clipped surrogate, clipped value loss and entropy bonus. The advantage, surrogate
-and value functions are the very ones the LLM PPO trainer calls.
+the clipped surrogate, clipped value loss and entropy bonus. The advantage function
+and ``ppo_loss`` are the very ones the LLM PPO trainer calls.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from reasonrl.control.common import finish, start
-from reasonrl.control.envs import EpisodeLog, final_observations, finished_episodes, make_vector_env
+from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
-from reasonrl.losses import clipped_surrogate, generalized_advantage_estimation, token_logprobs, value_loss
+from reasonrl.losses import generalized_advantage_estimation, ppo_loss, token_logprobs
 
 
 def train_ppo_agent(recipe) -> dict:
@@ -30,7 +30,7 @@ def train_ppo_agent(recipe) -> dict:
     batch = T * N
     num_updates = train.total_steps // batch
     first = run.resume(agent, optimizer, None) // batch
-    episodes = EpisodeLog(train.solve_window, train.solve_threshold, train.stop_when_solved)
+    tracker = ReturnTracker(train.solve_window, train.solve_threshold, train.stop_when_solved)
 
     # the rollout lives in numpy (environments speak numpy) and crosses to torch once per update
     obs_buf = np.zeros((T, N, obs_dim), np.float32)
@@ -55,7 +55,7 @@ def train_ppo_agent(recipe) -> dict:
             obs_buf[t], logits_buf[t], act_buf[t], val_buf[t] = obs, logits, action, value
             rew_buf[t], done_buf[t] = reward, terminated | truncated
             obs = next_obs
-            episodes.add(finished_episodes(info), (update * T + t + 1) * N)
+            tracker.add(finished_episodes(info), (update * T + t + 1) * N)
 
         rollout = [torch.from_numpy(x) for x in (obs_buf, logits_buf, act_buf, rew_buf, done_buf, val_buf)]
         b_obs, logits, b_act, rewards, dones, values = rollout
@@ -73,23 +73,29 @@ def train_ppo_agent(recipe) -> dict:
                 adv = b_adv[rows]
                 if cfg.norm_adv:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                surrogate = clipped_surrogate(new_logp, b_logp[rows], adv, cfg.clip_coef)
-                v_loss = value_loss(
-                    new_value, b_ret[rows], b_val[rows], cfg.clip_coef if cfg.clip_vloss else None
-                ).mean()
-                pg_loss, entropy = surrogate.loss.mean(), entropy.mean()
-                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                out = ppo_loss(
+                    new_logp,
+                    b_logp[rows],
+                    adv,
+                    new_value,
+                    b_val[rows],
+                    b_ret[rows],
+                    entropy,
+                    clip_coef=cfg.clip_coef,
+                    vf_coef=cfg.vf_coef,
+                    ent_coef=cfg.ent_coef,
+                    value_clip=cfg.clip_coef if cfg.clip_vloss else None,
+                )
                 optimizer.zero_grad()
-                loss.backward()
+                out.loss.backward()
                 torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-                clip_fraction = surrogate.is_clipped.float().mean()
-                stats.append(torch.stack([pg_loss, v_loss, entropy, clip_fraction]).detach())
+                stats.append(torch.stack([out.policy_loss, out.value_loss, out.entropy, out.clip_fraction]))
         pg, vl, ent, clipped = torch.stack(stats).mean(0).tolist()
 
         step = (update + 1) * batch
         progress.update(batch)
-        metrics = episodes.drain()
+        metrics = tracker.drain()
         explained = 1 - (b_ret - b_val).var() / b_ret.var().clamp(min=1e-8)
         metrics.update(
             policy_loss=pg,
@@ -101,10 +107,10 @@ def train_ppo_agent(recipe) -> dict:
             steps_per_second=(step - first * batch) / (time.perf_counter() - started),
         )
         run.log.metrics(step, metrics)
-        progress.set_postfix(ret=f"{episodes.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
+        progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
         if train.save_every and step % train.save_every < batch and step < num_updates * batch:
             run.save(step, agent, optimizer, None)
-        if episodes.should_stop():
+        if tracker.should_stop():
             break
     envs.close()
-    return finish(run, {"agent": agent}, episodes, step, optimizer)
+    return finish(run, {"agent": agent}, tracker, step, optimizer)

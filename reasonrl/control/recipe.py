@@ -20,10 +20,6 @@ class ControlTrain:
     solve_window: int = 20  # episodes in the moving average the `solved_at` metric watches
     solve_threshold: float | None = None  # return that counts as solved (None: no `solved_at`)
     stop_when_solved: bool = False  # end the run (saving as usual) once the threshold is reached
-    # read by the shared Run helpers; control agents do not use mixed precision or DeepSpeed
-    bf16: bool = False
-    micro_batch_size: int = 1
-    max_grad_norm: float = 0.5
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from reasonrl.control.common import finish, start
-from reasonrl.control.envs import EpisodeLog, final_observations, finished_episodes, make_vector_env
+from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import QNetwork, SquashedGaussianActor
 from reasonrl.losses import sac_temperature_loss, soft_bellman_target, soft_policy_loss, value_loss
 
@@ -72,7 +72,7 @@ def train_sac_agent(recipe) -> dict:
     target_entropy = -float(act_dim)
     buffer = ReplayBuffer(min(cfg.buffer_size, train.total_steps), obs_dim, act_dim)
     rng = np.random.default_rng(train.seed)
-    episodes = EpisodeLog(train.solve_window, train.solve_threshold, train.stop_when_solved)
+    tracker = ReturnTracker(train.solve_window, train.solve_threshold, train.stop_when_solved)
     first = run.resume(nets, optimizers, None)
     progress = run.progress(first, train.total_steps, f"sac {recipe.env_id}")
     started, stats, steps_done = time.perf_counter(), {}, first
@@ -89,7 +89,7 @@ def train_sac_agent(recipe) -> dict:
             real_next[done] = final_observations(info, done)
         buffer.add(obs, action, reward, real_next, terminated)  # truncation is not termination
         obs = next_obs
-        episodes.add(finished_episodes(info), step + 1)
+        tracker.add(finished_episodes(info), step + 1)
 
         if step >= cfg.learning_starts:
             s, a, r, s2, d = buffer.sample(cfg.batch_size, rng)
@@ -123,15 +123,15 @@ def train_sac_agent(recipe) -> dict:
             polyak(q2_target, q2, cfg.tau)
         progress.update(1)
         steps_done = step + 1
-        stop = episodes.should_stop()
+        stop = tracker.should_stop()
         if (step + 1) % 1000 == 0 or step + 1 == train.total_steps or stop:
-            metrics = episodes.drain()
+            metrics = tracker.drain()
             metrics.update(stats, steps_per_second=(step + 1 - first) / (time.perf_counter() - started))
             run.log.metrics(step + 1, metrics)
-            progress.set_postfix(ret=f"{episodes.mean:.1f}")
+            progress.set_postfix(ret=f"{tracker.mean:.1f}")
         if train.save_every and (step + 1) % train.save_every == 0 and step + 1 < train.total_steps:
             run.save(step + 1, nets, optimizers, None)
         if stop:
             break
     envs.close()
-    return finish(run, {"actor": actor, "q1": q1, "q2": q2}, episodes, steps_done, optimizers)
+    return finish(run, {"actor": actor, "q1": q1, "q2": q2}, tracker, steps_done, optimizers)

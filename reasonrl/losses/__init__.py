@@ -6,7 +6,10 @@ or configs: the module imports only torch.
 
     advantages   discounted returns, GAE, group-relative (GRPO / Dr. GRPO), RLOO, V-trace
     policy       importance ratio, clipped surrogate (clip-higher, dual clip), policy gradient,
-                 SAC's soft policy loss, KL k1/k2/k3, entropy, per-token log-probs
+                 SAC's soft policy loss, KL k1/k2/k3, entropy
+    objectives   whole objectives a trainer backpropagates: grpo_loss, ppo_loss
+    logprobs     not losses but their inputs: per-token log-probs from logits or from an
+                 LM head's input (fused, no [tokens x vocab] tensor kept for backward)
     aggregation  masked means and the GRPO loss types' token aggregation
     value        clipped value loss, soft Bellman target, SAC temperature, soft value
     preference   DPO, cDPO, IPO, hinge, robust DPO
@@ -21,16 +24,16 @@ from reasonrl.losses.advantages import (
     vtrace,
 )
 from reasonrl.losses.aggregation import LOSS_TYPE_AGGREGATION, aggregate_tokens, masked_mean
+from reasonrl.losses.logprobs import linear_token_logprobs, token_logprobs
+from reasonrl.losses.objectives import GRPOLossOutput, PPOLossOutput, grpo_loss, ppo_loss
 from reasonrl.losses.policy import (
     SurrogateOutput,
     clipped_surrogate,
     entropy_from_logits,
     importance_ratio,
     kl_estimate,
-    linear_token_logprobs,
     policy_gradient_loss,
     soft_policy_loss,
-    token_logprobs,
 )
 from reasonrl.losses.preference import DPOOutput, dpo_loss
 from reasonrl.losses.value import sac_temperature_loss, soft_bellman_target, soft_value, value_loss
@@ -38,6 +41,8 @@ from reasonrl.losses.value import sac_temperature_loss, soft_bellman_target, sof
 __all__ = [
     "LOSS_TYPE_AGGREGATION",
     "DPOOutput",
+    "GRPOLossOutput",
+    "PPOLossOutput",
     "SurrogateOutput",
     "VTraceOutput",
     "aggregate_tokens",
@@ -47,11 +52,13 @@ __all__ = [
     "entropy_from_logits",
     "generalized_advantage_estimation",
     "group_advantages",
+    "grpo_loss",
     "importance_ratio",
     "kl_estimate",
     "linear_token_logprobs",
     "masked_mean",
     "policy_gradient_loss",
+    "ppo_loss",
     "rloo_advantages",
     "sac_temperature_loss",
     "soft_bellman_target",

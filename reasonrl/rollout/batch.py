@@ -1,4 +1,6 @@
-"""``Rollouts``: one batch of sampled completions, with everything a trainer needs."""
+"""Token batches: ``Rollouts`` (sampled completions, with everything a trainer needs) and
+``PreferencePairs`` (DPO's chosen and rejected rows), both ``TokenBatch``es, which is what
+a log-prob pass reads."""
 
 from __future__ import annotations
 
@@ -8,33 +10,33 @@ from dataclasses import dataclass, fields
 import torch
 
 
-@dataclass
-class Rollouts:
-    """Completions sampled for a batch of prompts, padded into tensors.
+def _pad(rows: list[list], width: int, value, dtype, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths as a [len(rows), width] tensor and its mask."""
+    out = torch.full((len(rows), width), value, dtype=dtype)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        if row:
+            where = slice(width - len(row), width) if left else slice(0, len(row))
+            out[i, where] = torch.tensor(row, dtype=dtype)
+            mask[i, where] = True
+    return out, mask
 
-    N completions in all; ``group_ids[i]`` is the index of the prompt completion i
-    answers, so the G completions of one prompt share a group id. Prompts are
-    left-padded and completions right-padded, so ``cat([prompt_ids, completion_ids])``
-    puts every completion's first token right after its prompt's last.
+
+@dataclass
+class TokenBatch:
+    """Prompt + completion token rows: what a log-prob pass over completions reads.
+
+    Prompts are left-padded and completions right-padded, so ``cat([prompt_ids,
+    completion_ids])`` puts every completion's first token right after its prompt's last.
     """
 
     prompt_ids: torch.Tensor  # [N, P] long, left-padded
     prompt_mask: torch.Tensor  # [N, P] bool
     completion_ids: torch.Tensor  # [N, C] long, right-padded
     completion_mask: torch.Tensor  # [N, C] bool
-    sampling_logprobs: torch.Tensor  # [N, C] float32: log-probs of the sampling distribution, 0 on padding
-    group_ids: torch.Tensor  # [N] long
-    prompts: list[str]  # rendered prompt text, per completion
-    texts: list[str]  # decoded completion (stop strings removed), per completion
-    finish_reasons: list[str]  # "stop" (eos or stop string) or "length"
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
-
-    @property
-    def truncated(self) -> torch.Tensor:
-        """[N] bool: the completion hit max_tokens instead of stopping."""
-        return torch.tensor([r == "length" for r in self.finish_reasons], dtype=torch.bool)
 
     @property
     def completion_lengths(self) -> torch.Tensor:
@@ -47,14 +49,67 @@ class Rollouts:
             torch.cat([self.prompt_mask, self.completion_mask], dim=1),
         )
 
-    def select(self, index: Sequence[int] | torch.Tensor) -> Rollouts:
-        """The completions at ``index`` (a minibatch), in that order."""
+    def select(self, index: Sequence[int] | torch.Tensor):
+        """The rows at ``index`` (a minibatch), in that order, as the same type."""
         index = torch.as_tensor(index, dtype=torch.long)
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
             picked[f.name] = value[index] if isinstance(value, torch.Tensor) else [value[i] for i in index]
-        return Rollouts(**picked)
+        return type(self)(**picked)
+
+    @staticmethod
+    def padded(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_token_id: int) -> dict:
+        """The four token tensors of ``TokenBatch`` from unpadded rows."""
+        if len(prompt_ids) != len(completion_ids):
+            raise ValueError(f"{len(prompt_ids)} prompts for {len(completion_ids)} completions")
+        P = max((len(p) for p in prompt_ids), default=0)
+        C = max((len(c) for c in completion_ids), default=0)
+        p_ids, p_mask = _pad(prompt_ids, P, pad_token_id, torch.long, left=True)
+        c_ids, c_mask = _pad(completion_ids, C, pad_token_id, torch.long, left=False)
+        return dict(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids, completion_mask=c_mask)
+
+
+@dataclass
+class PreferencePairs(TokenBatch):
+    """B preference pairs as 2B rows: rows 0..B-1 the chosen completions, B..2B-1 the
+    rejected ones, each after its prompt."""
+
+    @property
+    def num_pairs(self) -> int:
+        return len(self) // 2
+
+    @classmethod
+    def from_lists(
+        cls,
+        prompt_ids: list[list[int]],
+        chosen: list[list[int]],
+        rejected: list[list[int]],
+        pad_token_id: int,
+    ) -> PreferencePairs:
+        if not len(prompt_ids) == len(chosen) == len(rejected):
+            raise ValueError(f"{len(prompt_ids)} prompts, {len(chosen)} chosen, {len(rejected)} rejected")
+        return cls(**cls.padded(prompt_ids * 2, chosen + rejected, pad_token_id))
+
+
+@dataclass
+class Rollouts(TokenBatch):
+    """Completions sampled for a batch of prompts, padded into tensors.
+
+    N completions in all; ``group_ids[i]`` is the index of the prompt completion i
+    answers, so the G completions of one prompt share a group id.
+    """
+
+    sampling_logprobs: torch.Tensor  # [N, C] float32: log-probs of the sampling distribution, 0 on padding
+    group_ids: torch.Tensor  # [N] long
+    prompts: list[str]  # rendered prompt text, per completion
+    texts: list[str]  # decoded completion (stop strings removed), per completion
+    finish_reasons: list[str]  # "stop" (eos or stop string) or "length"
+
+    @property
+    def truncated(self) -> torch.Tensor:
+        """[N] bool: the completion hit max_tokens instead of stopping."""
+        return torch.tensor([r == "length" for r in self.finish_reasons], dtype=torch.bool)
 
     @classmethod
     def from_lists(
@@ -83,27 +138,11 @@ class Rollouts:
         for i, (ids, lps) in enumerate(zip(completion_ids, logprobs, strict=True)):
             if len(ids) != len(lps):
                 raise ValueError(f"completion {i}: {len(ids)} tokens but {len(lps)} log-probs")
-        P = max((len(p) for p in prompt_ids), default=0)
-        C = max((len(c) for c in completion_ids), default=0)
-        p_ids = torch.full((n, P), pad_token_id, dtype=torch.long)
-        p_mask = torch.zeros(n, P, dtype=torch.bool)
-        c_ids = torch.full((n, C), pad_token_id, dtype=torch.long)
-        c_mask = torch.zeros(n, C, dtype=torch.bool)
-        c_lp = torch.zeros(n, C, dtype=torch.float32)
-        for i in range(n):
-            p, c = prompt_ids[i], completion_ids[i]
-            if p:
-                p_ids[i, P - len(p) :] = torch.tensor(p)
-                p_mask[i, P - len(p) :] = True
-            if c:
-                c_ids[i, : len(c)] = torch.tensor(c)
-                c_mask[i, : len(c)] = True
-                c_lp[i, : len(c)] = torch.tensor(logprobs[i], dtype=torch.float32)
+        tokens = cls.padded(prompt_ids, completion_ids, pad_token_id)
+        C = tokens["completion_ids"].shape[1]
+        c_lp, _ = _pad(logprobs, C, 0.0, torch.float32, left=False)
         return cls(
-            prompt_ids=p_ids,
-            prompt_mask=p_mask,
-            completion_ids=c_ids,
-            completion_mask=c_mask,
+            **tokens,
             sampling_logprobs=c_lp,
             group_ids=torch.tensor(group_ids, dtype=torch.long),
             prompts=list(prompts),

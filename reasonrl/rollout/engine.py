@@ -42,6 +42,9 @@ class RolloutEngine(Protocol):
     """Turns prompts into ``Rollouts``; receives new weights from the trainer."""
 
     tokenizer: object
+    # True when the engine samples from the trainer's own model object, so there are no
+    # weights to send after an update (HF generate); False when it holds a copy (vLLM)
+    shares_trainer_weights: bool
 
     def generate(self, prompts: list[Prompt], sampling: SamplingConfig) -> Rollouts: ...
 

@@ -23,6 +23,8 @@ class HFEngine:
     for RL, as the trainers do).
     """
 
+    shares_trainer_weights = True
+
     def __init__(self, model, tokenizer, generation_batch: int = 64, micro_batch: int = 16):
         self.model = model
         self.tokenizer = tokenizer

@@ -57,7 +57,7 @@ def _prepare_environment() -> None:
 
 
 class VLLMEngine:
-    """Rollouts from an in-process ``vllm.LLM``.
+    """Rollouts from an in-process ``vllm.LLM``, which holds its own copy of the weights.
 
     Args:
       model_dir: a local model folder (see ``reasonrl.models.resolve``).
@@ -89,6 +89,8 @@ class VLLMEngine:
     uses on GPUs only (``vllm_cpu_kernels``): 8 x 128 tokens in 5.55-5.59 s instead of
     5.87-6.01 s (medians of 4, 2-core AVX2).
     """
+
+    shares_trainer_weights = False
 
     def __init__(
         self,

@@ -19,23 +19,27 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 
 import torch
 
 from reasonrl.config import RecipeError
 from reasonrl.data import load_problems
+from reasonrl.data.gsm8k import Problem
 from reasonrl.data.preference import PreferencePair, load_pairs
 from reasonrl.data.sampler import ProblemSampler
 from reasonrl.data.templates import make_prompt
 from reasonrl.losses import dpo_loss
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters
-from reasonrl.rollout import Rollouts, encode_prompts
-from reasonrl.trainers.episodes import collect, reward_set
+from reasonrl.rewards import RewardSet
+from reasonrl.rollout import PreferencePairs, TokenBatch, encode_prompts
+from reasonrl.runtime import Run, make_optimizer
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, make_policy_engine, sampling_config, sync
+from reasonrl.trainers.onpolicy import ScoredBatch, collect, reward_set
+from reasonrl.trainers.policy import Policy, build_policy, make_policy_engine, sampling_config, sync
 from reasonrl.trainers.recipe import Recipe
-from reasonrl.trainers.run import Run, make_optimizer
+from reasonrl.trainers.start import start_run
 
 log = logging.getLogger("reasonrl")
 
@@ -52,63 +56,74 @@ def completion_ids(tokenizer, pair_prompt, rendered_prompt: str, text: str) -> l
     return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
 
 
-def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> Rollouts:
+def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> PreferencePairs:
     """2B rows: the chosen completions, then the rejected ones (prompt, then completion)."""
-    prompts, prompt_ids = encode_prompts(tokenizer, [p.prompt for p in pairs])
-    rows_prompt, rows_completion = [], []
+    rendered, prompt_ids = encode_prompts(tokenizer, [p.prompt for p in pairs])
+    sides = []
     for texts in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
-        for pair, rendered, ids, text in zip(pairs, prompts, prompt_ids, texts, strict=True):
-            completion = completion_ids(tokenizer, pair.prompt, rendered, text)
-            rows_prompt.append(ids)
-            rows_completion.append(completion[: max(1, max_length - len(ids))])
-    n = len(rows_completion)
-    return Rollouts.from_lists(
-        rows_prompt,
-        rows_completion,
-        [[0.0] * len(c) for c in rows_completion],
-        list(range(n)),
-        prompts * 2,
-        [p.chosen for p in pairs] + [p.rejected for p in pairs],
-        ["stop"] * n,
-        tokenizer.pad_token_id,
-    )
+        sides.append(
+            [
+                completion_ids(tokenizer, pair.prompt, text_prompt, text)[: max(1, max_length - len(ids))]
+                for pair, text_prompt, ids, text in zip(pairs, rendered, prompt_ids, texts, strict=True)
+            ]
+        )
+    return PreferencePairs.from_lists(prompt_ids, sides[0], sides[1], tokenizer.pad_token_id)
 
 
-def sequence_logps(model, batch: Rollouts, micro: int, run) -> torch.Tensor:
+@dataclass
+class DPORun:
+    """What the DPO loop holds for its whole run."""
+
+    run: Run
+    policy: Policy
+    model: torch.nn.Module  # prepared
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    engine: object
+    rewards: RewardSet
+    recipe: Recipe
+
+    @property
+    def micro(self) -> int:
+        return self.recipe.train.micro_batch_size
+
+
+def sequence_logps(model, batch: TokenBatch, micro: int, autocast) -> torch.Tensor:
     """Σ_t log π(y_t | x, y_<t) over each row's completion tokens, [rows]."""
-    with run.autocast():
+    with autocast:
         logps, _ = completion_logprobs(model, batch, micro_batch=micro)
     return (logps.float() * batch.completion_mask).sum(-1)
 
 
 @torch.no_grad()
-def reference_logps(policy, model, batch: Rollouts, micro: int, run) -> torch.Tensor:
+def reference_logps(d: DPORun, batch: PreferencePairs) -> torch.Tensor:
     """Sequence log-probs under the reference: the frozen copy, the base model (LoRA off),
     or, offline without LoRA, the policy itself (only called before the first update)."""
-    if policy.reference is not None:
-        return sequence_logps(policy.reference, batch, micro, run)
+    if d.policy.reference is not None:
+        return sequence_logps(d.policy.reference, batch, d.micro, d.run.autocast())
+    model = d.run.accelerator.unwrap_model(d.model)
     with disabled_adapters(model):  # with LoRA: the base model; without: the policy before any update
-        return sequence_logps(model, batch, micro, run)
+        return sequence_logps(model, batch, d.micro, d.run.autocast())
 
 
-def reference_table(policy, model, tokenizer, pairs, cfg, run) -> torch.Tensor:
+def reference_table(d: DPORun, pairs: list[PreferencePair]) -> torch.Tensor:
     """Reference log-probs of every pair, computed once: [len(pairs), 2] (chosen, rejected)."""
-    micro = run.recipe.train.micro_batch_size
-    step = max(1, micro // 2)
+    step, cfg, tok = max(1, d.micro // 2), d.recipe.dpo, d.policy.tokenizer
     rows = []
     for start in range(0, len(pairs), step):
-        batch = encode_pairs(tokenizer, pairs[start : start + step], cfg.max_length)
-        rows.append(torch.stack(reference_logps(policy, model, batch, micro, run).chunk(2), dim=1))
+        batch = encode_pairs(tok, pairs[start : start + step], cfg.max_length)
+        rows.append(torch.stack(reference_logps(d, batch).chunk(2), dim=1))
     return torch.cat(rows) if rows else torch.zeros(0, 2)
 
 
-def pair_metrics(model, pairs, ref_table, tokenizer, cfg, run, prefix: str) -> dict:
+def pair_metrics(d: DPORun, pairs: list[PreferencePair], ref_table: torch.Tensor, prefix: str) -> dict:
     """Preference and reward accuracy, and loss, on ``pairs`` (no gradient)."""
     if not pairs:
         return {}
+    cfg = d.recipe.dpo
     with torch.no_grad():
-        batch = encode_pairs(tokenizer, pairs, cfg.max_length)
-        logps = sequence_logps(model, batch, run.recipe.train.micro_batch_size, run)
+        batch = encode_pairs(d.policy.tokenizer, pairs, cfg.max_length)
+        logps = sequence_logps(d.model, batch, d.micro, d.run.autocast())
     (pc, pr), (rc, rr) = logps.chunk(2), ref_table.unbind(1)
     lengths = batch.completion_lengths.float().chunk(2)
     out = dpo_loss(pc, pr, rc, rr, cfg.beta, cfg.loss_type, cfg.label_smoothing, *lengths)
@@ -120,21 +135,21 @@ def pair_metrics(model, pairs, ref_table, tokenizer, cfg, run, prefix: str) -> d
     }
 
 
-def dpo_step(model, optimizer, batch: Rollouts, ref: torch.Tensor, cfg, run) -> dict:
+def dpo_step(d: DPORun, batch: PreferencePairs, ref: torch.Tensor) -> dict:
     """One optimizer step on B pairs (rows i and i + B of ``batch``), in micro-batches of pairs."""
-    B = len(batch) // 2
-    chunks = torch.arange(B).split(max(1, run.recipe.train.micro_batch_size // 2))
+    cfg, run, B = d.recipe.dpo, d.run, batch.num_pairs
+    chunks = torch.arange(B).split(max(1, d.micro // 2))
     stats = []
     for i, pairs in enumerate(chunks):
         rows = torch.cat([pairs, pairs + B])
-        with run.micro_step(model, last=i == len(chunks) - 1):
-            logps = sequence_logps(model, batch.select(rows), len(rows), run)
+        with run.micro_step(d.model, last=i == len(chunks) - 1):
+            logps = sequence_logps(d.model, batch.select(rows), len(rows), run.autocast())
             (pc, pr), (rc, rr) = logps.chunk(2), ref[rows].chunk(2)
             lengths = batch.completion_lengths[rows].float().chunk(2)
             out = dpo_loss(pc, pr, rc, rr, cfg.beta, cfg.loss_type, cfg.label_smoothing, *lengths)
             run.accelerator.backward(out.losses.sum() / B)
         stats.append(out)
-    grad_norm = run.optimizer_step(model, optimizer)
+    grad_norm = run.optimizer_step(d.model, d.optimizer)
     cat = lambda name: torch.cat([getattr(s, name) for s in stats])  # noqa: E731
     return {
         "loss": cat("losses").mean().item(),
@@ -146,20 +161,27 @@ def dpo_step(model, optimizer, batch: Rollouts, ref: torch.Tensor, cfg, run) -> 
     }
 
 
-def sampled_reward(run, model, engine, rewards, problems, cfg) -> float:
-    """Mean verifier reward of the policy's own samples on ``problems``."""
-    if not problems:
-        return float("nan")
-    sync(run, engine, model)
-    sampling = sampling_config(run.recipe.rollout, 4, cfg.temperature, cfg.max_completion_length)
-    episodes = collect(run, model, engine, rewards, problems, sampling)
-    return episodes.scores.total.mean().item()
+def sample(d: DPORun, problems: list[Problem], n: int) -> ScoredBatch:
+    """``n`` of the policy's own completions per problem, scored (the engine synced first)."""
+    cfg = d.recipe.dpo
+    sync(d.run, d.engine, d.model)
+    sampling = sampling_config(d.recipe.rollout, n, cfg.temperature, cfg.max_completion_length)
+    return collect(d.run, d.model, d.engine, d.rewards, problems, sampling, d.recipe.data)
 
 
-def on_policy_pairs(episodes, data) -> list[PreferencePair]:
+def evaluate(d: DPORun, pairs, ref_table, problems, step: int, when: str, final: bool = False) -> None:
+    """Held-out pair metrics and the sampled verifier reward, logged at ``step``."""
+    metrics = pair_metrics(d, pairs, ref_table, "eval")
+    reward = sample(d, problems, 4).scores.total.mean().item() if problems else float("nan")
+    metrics["eval/sampled_reward"] = reward
+    d.run.log.metrics(step, {**metrics, "final": 1} if final else metrics)
+    log.info("%s: %s", when, _fmt(metrics))
+
+
+def on_policy_pairs(scored: ScoredBatch, data) -> list[PreferencePair]:
     """For each prompt, its best and worst completion by total reward, when they differ."""
-    scores, rollouts, pairs = episodes.scores.total, episodes.rollouts, []
-    for g, problem in enumerate(episodes.problems):
+    scores, rollouts, pairs = scored.scores.total, scored.rollouts, []
+    for g, problem in enumerate(scored.problems):
         rows = (rollouts.group_ids == g).nonzero().flatten()
         best, worst = rows[scores[rows].argmax()], rows[scores[rows].argmin()]
         if scores[best] > scores[worst] and rollouts.texts[best].strip() != rollouts.texts[worst].strip():
@@ -168,105 +190,106 @@ def on_policy_pairs(episodes, data) -> list[PreferencePair]:
     return pairs
 
 
+def train_on_pairs(d: DPORun, pairs, ref_table, step: int, stop: int, round_index: int, progress) -> int:
+    """Optimizer steps from ``step`` to ``stop`` on batches drawn from ``pairs``; returns the last step."""
+    cfg, train, run = d.recipe.dpo, d.recipe.train, d.run
+    sampler = ProblemSampler(list(range(len(pairs))), train.seed + round_index)
+    per_rank = max(1, cfg.batch_size // run.world_size)
+    while step < stop:
+        t0 = time.perf_counter()
+        run.seed(step)
+        indices = sampler.batch(step, per_rank * run.world_size)[
+            run.rank * per_rank : (run.rank + 1) * per_rank
+        ]
+        batch = encode_pairs(d.policy.tokenizer, [pairs[i] for i in indices], cfg.max_length)
+        metrics = dpo_step(d, batch, torch.cat([ref_table[indices, 0], ref_table[indices, 1]]))
+        d.scheduler.step()
+        step += 1
+        metrics.update(
+            {
+                "round": round_index,
+                "pairs": len(pairs),
+                "time/step": time.perf_counter() - t0,
+                "learning_rate": d.scheduler.get_last_lr()[0],
+            }
+        )
+        if step % train.logging_steps == 0 or step == train.max_steps:
+            run.log.metrics(step, metrics)
+        progress.update(1)
+        progress.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['rewards/accuracy']:.2f}")
+        if run.checkpoint_due(step, train.max_steps):
+            run.save(step, d.model, d.optimizer, d.scheduler)
+    return step
+
+
+def on_policy_rounds(d: DPORun, progress) -> int:
+    """``dpo.rounds`` rounds of sample -> pair the best and worst -> train; returns the last step."""
+    cfg, train, data = d.recipe.dpo, d.recipe.train, d.recipe.data
+    problems = load_problems(data.source, data.split, data.limit)
+    steps_per_round, step = math.ceil(train.max_steps / cfg.rounds), 0
+    for round_index in range(cfg.rounds):
+        d.run.seed(10_000 + round_index)
+        scored = sample(
+            d,
+            ProblemSampler(problems, train.seed).batch(round_index, cfg.prompts_per_round),
+            cfg.num_generations,
+        )
+        pairs = on_policy_pairs(scored, data)
+        log.info(
+            "round %d: %d pairs from %d prompts (mean reward %.3f)",
+            round_index,
+            len(pairs),
+            len(scored.problems),
+            scored.scores.total.mean().item(),
+        )
+        if pairs:
+            stop = min(step + steps_per_round, train.max_steps)
+            step = train_on_pairs(d, pairs, reference_table(d, pairs), step, stop, round_index, progress)
+    return step
+
+
+def split_pairs(recipe: Recipe) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """The recipe's preference pairs, shuffled by the seed: (held out, training)."""
+    data, cfg = recipe.data, recipe.dpo
+    pairs = load_pairs(data.source, data.split, data.limit)
+    random.Random(recipe.train.seed).shuffle(pairs)
+    n_eval = int(len(pairs) * cfg.eval_fraction)
+    log.info("%d training pairs, %d held out", len(pairs) - n_eval, n_eval)
+    return pairs[:n_eval], pairs[n_eval:]
+
+
 def train_dpo(recipe: Recipe) -> Run:
+    """Train ``recipe`` with DPO, offline on its pairs or on-policy in rounds; returns the
+    finished Run. Held-out metrics are logged before (step 0) and after training."""
     cfg, train, data = recipe.dpo, recipe.train, recipe.data
     if train.resume and cfg.on_policy:
         raise RecipeError(
             "train.resume: on-policy DPO cannot resume yet (a round's pairs are sampled from the "
             "policy at the round's start, which no checkpoint holds); offline DPO can"
         )
-    run = Run.start(recipe)
-    policy = build_policy(
-        recipe.model, need_reference=cfg.on_policy, gradient_checkpointing=train.gradient_checkpointing
-    )
+    run = start_run(recipe)
+    policy = build_policy(recipe.model, cfg.on_policy, train.gradient_checkpointing)
     optimizer, scheduler = make_optimizer(policy.model, train)
     model, optimizer = run.prepare(policy.model, optimizer)
-    tok = policy.tokenizer
-    rewards = reward_set(recipe)
     engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
+    d = DPORun(run, policy, model, optimizer, scheduler, engine, reward_set(recipe), recipe)
     eval_source = data.eval_source or data.source
     eval_problems = load_problems(eval_source, "test", cfg.eval_samples) if _has_problems(eval_source) else []
 
-    if cfg.on_policy:
-        problems = load_problems(data.source, data.split, data.limit)
-        train_pairs, eval_pairs = [], []
-    else:
-        all_pairs = load_pairs(data.source, data.split, data.limit)
-        random.Random(train.seed).shuffle(all_pairs)
-        n_eval = int(len(all_pairs) * cfg.eval_fraction)
-        eval_pairs, train_pairs = all_pairs[:n_eval], all_pairs[n_eval:]
-        log.info("%d training pairs, %d held out", len(train_pairs), len(eval_pairs))
-    unwrapped = run.accelerator.unwrap_model(model)
-    eval_ref = reference_table(policy, unwrapped, tok, eval_pairs, cfg, run)
-    train_ref = reference_table(policy, unwrapped, tok, train_pairs, cfg, run)  # before any update
+    eval_pairs, train_pairs = ([], []) if cfg.on_policy else split_pairs(recipe)
+    eval_ref = reference_table(d, eval_pairs)
+    train_ref = reference_table(d, train_pairs)  # before any update
     step = run.resume(model, optimizer, scheduler)  # after the reference tables: they are π_0's
     if step == 0:
-        start_metrics = pair_metrics(model, eval_pairs, eval_ref, tok, cfg, run, "eval")
-        start_metrics["eval/sampled_reward"] = sampled_reward(run, model, engine, rewards, eval_problems, cfg)
-        run.log.metrics(0, start_metrics)
-        log.info("before training: %s", _fmt(start_metrics))
-
-    rounds = cfg.rounds if cfg.on_policy else 1
-    steps_per_round = math.ceil(train.max_steps / rounds)
+        evaluate(d, eval_pairs, eval_ref, eval_problems, 0, "before training")
     progress = run.progress(step, train.max_steps, "dpo")
-    for round_index in range(rounds):
-        if cfg.on_policy:
-            run.seed(10_000 + round_index)
-            sync(run, engine, model)
-            batch_problems = ProblemSampler(problems, train.seed).batch(round_index, cfg.prompts_per_round)
-            sampling = sampling_config(
-                recipe.rollout, cfg.num_generations, cfg.temperature, cfg.max_completion_length
-            )
-            episodes = collect(run, model, engine, rewards, batch_problems, sampling)
-            train_pairs = on_policy_pairs(episodes, data)
-            log.info(
-                "round %d: %d pairs from %d prompts (mean reward %.3f)",
-                round_index,
-                len(train_pairs),
-                len(batch_problems),
-                episodes.scores.total.mean().item(),
-            )
-            if not train_pairs:
-                continue
-            train_ref = reference_table(
-                policy, run.accelerator.unwrap_model(model), tok, train_pairs, cfg, run
-            )
-        sampler = ProblemSampler(list(range(len(train_pairs))), train.seed + round_index)
-        per_rank = max(1, cfg.batch_size // run.world_size)
-        for _ in range(steps_per_round):
-            if step >= train.max_steps:
-                break
-            t0 = time.perf_counter()
-            run.seed(step)
-            indices = sampler.batch(step, per_rank * run.world_size)[
-                run.rank * per_rank : (run.rank + 1) * per_rank
-            ]
-            batch = encode_pairs(tok, [train_pairs[i] for i in indices], cfg.max_length)
-            ref = torch.cat([train_ref[indices, 0], train_ref[indices, 1]])
-            metrics = dpo_step(model, optimizer, batch, ref, cfg, run)
-            scheduler.step()
-            step += 1
-            metrics.update(
-                {
-                    "round": round_index,
-                    "pairs": len(train_pairs),
-                    "time/step": time.perf_counter() - t0,
-                    "learning_rate": scheduler.get_last_lr()[0],
-                }
-            )
-            if step % train.logging_steps == 0 or step == train.max_steps:
-                run.log.metrics(step, metrics)
-            progress.update(1)
-            progress.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['rewards/accuracy']:.2f}")
-            if train.save_steps and step % train.save_steps == 0 and step < train.max_steps:
-                run.save(step, model, optimizer, scheduler)
-
-    end_metrics = pair_metrics(model, eval_pairs, eval_ref, tok, cfg, run, "eval")
-    end_metrics["eval/sampled_reward"] = sampled_reward(run, model, engine, rewards, eval_problems, cfg)
-    run.log.metrics(step, {**end_metrics, "final": 1})
-    log.info("after training: %s", _fmt(end_metrics))
+    if cfg.on_policy:
+        step = on_policy_rounds(d, progress)
+    else:
+        step = train_on_pairs(d, train_pairs, train_ref, step, train.max_steps, 0, progress)
+    evaluate(d, eval_pairs, eval_ref, eval_problems, step, "after training", final=True)
     run.save(step, model, optimizer, scheduler)
-    save_final(run, model, tok)
+    save_final(run, model, policy.tokenizer)
     run.log.plot(["rewards/margin", "rewards/accuracy"], title="implicit reward")
     engine.close()
     run.finish()

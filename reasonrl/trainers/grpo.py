@@ -13,28 +13,18 @@ The losses are reasonrl.losses; this file only wires them.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import torch
 
-from reasonrl.data import load_problems
-from reasonrl.data.sampler import ProblemSampler
-from reasonrl.losses import (
-    LOSS_TYPE_AGGREGATION,
-    aggregate_tokens,
-    clipped_surrogate,
-    group_advantages,
-    kl_estimate,
-    masked_mean,
-)
+from reasonrl.losses import group_advantages, grpo_loss, masked_mean
 from reasonrl.models.logprobs import PASSES_PER_RANK, completion_logprobs
 from reasonrl.rollout import Rollouts
-from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
+from reasonrl.runtime import Run
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, reference_logprobs, start_engine, sync
+from reasonrl.trainers.onpolicy import ScoredBatch, set_up, train_on_policy
+from reasonrl.trainers.policy import reference_logprobs
 from reasonrl.trainers.recipe import GRPOSection, Recipe
-from reasonrl.trainers.run import Run, make_optimizer
 
 log = logging.getLogger("reasonrl")
 
@@ -65,36 +55,40 @@ def old_logprobs_source(cfg: GRPOSection, engine_matches_trainer: bool) -> str:
     return cfg.old_logprobs
 
 
-def policy_loss(
-    model, inputs: StepInputs, chunk: MicroBatch, cfg: GRPOSection, minibatch_tokens, weight, run
+def micro_batch_loss(
+    model, inputs: StepInputs, chunk: MicroBatch, cfg: GRPOSection, num_tokens, num_sequences: int, autocast
 ):
-    """Loss of one micro-batch of a minibatch, scaled so micro-batch gradients add up."""
+    """``grpo_loss`` of one micro-batch, normalised by its minibatch (``num_tokens`` tokens,
+    ``num_sequences`` rows) so that the micro-batches' gradients add up to the minibatch's."""
     rows = chunk.rows
-    batch = inputs.rollouts.select(rows)
     mask = inputs.mask[rows] & chunk.counted[:, None]
-    with run.autocast():
-        logp, entropy = completion_logprobs(model, batch, cfg.temperature, with_entropy=True)
+    with autocast:
+        logp, entropy = completion_logprobs(
+            model, inputs.rollouts.select(rows), cfg.temperature, with_entropy=True
+        )
     logp = logp.float()
-    old = logp.detach() if inputs.old_logprobs is None else inputs.old_logprobs[rows]
-    surrogate = clipped_surrogate(logp, old, inputs.advantages[rows], cfg.epsilon, cfg.epsilon_high)
-    per_token = surrogate.loss
-    kl = torch.zeros_like(logp)
-    if inputs.ref_logprobs is not None:
-        sampling = old if cfg.use_bias_correction_kl else None
-        kl = kl_estimate(logp, inputs.ref_logprobs[rows], "k3", sampling_logp=sampling)
-        per_token = per_token + cfg.beta * kl
-    mode = LOSS_TYPE_AGGREGATION[cfg.loss_type]
-    if mode == "token_mean":
-        loss = aggregate_tokens(per_token, mask, mode, num_tokens=minibatch_tokens)
-    else:
-        loss = aggregate_tokens(per_token, mask, mode, max_length=cfg.max_completion_length) * weight
+    out = grpo_loss(
+        logp,
+        logp.detach() if inputs.old_logprobs is None else inputs.old_logprobs[rows],
+        None if inputs.ref_logprobs is None else inputs.ref_logprobs[rows],
+        inputs.advantages[rows],
+        mask,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        loss_type=cfg.loss_type,
+        bias_correction_kl=cfg.use_bias_correction_kl,
+        max_completion_length=cfg.max_completion_length,
+        num_tokens=num_tokens,
+        num_sequences=num_sequences,
+    )
     stats = {
-        "clip_fraction": masked_mean(surrogate.is_clipped.float(), mask).item(),
-        "kl": masked_mean(kl.detach(), mask).item(),
+        "clip_fraction": masked_mean(out.is_clipped.float(), mask).item(),
+        "kl": masked_mean(out.kl, mask).item(),
         "entropy": masked_mean(entropy.float(), mask).item(),
-        "ratio": masked_mean(surrogate.ratio, mask).item(),
+        "ratio": masked_mean(out.ratio, mask).item(),
     }
-    return loss, stats
+    return out.loss, stats
 
 
 @dataclass
@@ -168,20 +162,19 @@ def in_step_across_ranks(chunks: list[MicroBatch], rows: torch.Tensor, run) -> l
     return topped
 
 
-def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -> dict:
+def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg: GRPOSection, run: Run) -> dict:
     """One optimizer step on the minibatch ``rows``, in micro-batches with accumulated gradients."""
     tokens = inputs.mask[rows].sum().clamp(min=1).float()
     if run.world_size > 1:  # token-mean over every process's tokens (DAPO), as DDP averages gradients
         tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
     stats, losses = [], []
     live = contributing_rows(inputs, rows, cfg)
-    chunks = micro_batches(live, run.recipe.train.micro_batch_size)
+    chunks = micro_batches(live, run.config.micro_batch_size)
     if run.world_size > 1 or run.deepspeed:
         chunks = in_step_across_ranks(chunks, rows, run)
     for i, chunk in enumerate(chunks):
         with run.micro_step(model, last=i == len(chunks) - 1):
-            weight = len(chunk.rows) / len(rows)
-            loss, s = policy_loss(model, inputs, chunk, cfg, tokens, weight, run)
+            loss, s = micro_batch_loss(model, inputs, chunk, cfg, tokens, len(rows), run.autocast())
             run.accelerator.backward(loss)
         losses.append(loss.item())
         if chunk.counted.any():  # micro-batches that only keep the ranks in step report nothing
@@ -202,35 +195,20 @@ def update(model, optimizer, inputs: StepInputs, rows: torch.Tensor, cfg, run) -
 
 
 def train_grpo(recipe: Recipe) -> Run:
+    """Train ``recipe`` with GRPO; returns the finished Run (its output folder holds the
+    metrics, checkpoints and the final adapter or model)."""
     cfg, train = recipe.grpo, recipe.train
-    run = Run.start(recipe)
-    policy = build_policy(
-        recipe.model, need_reference=cfg.beta > 0, gradient_checkpointing=train.gradient_checkpointing
+    parts = set_up(
+        recipe, cfg.num_generations, cfg.temperature, cfg.max_completion_length, need_reference=cfg.beta > 0
     )
-    rewards = reward_set(recipe)
-    sampler = ProblemSampler(
-        load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
-    )
-    optimizer, scheduler = make_optimizer(policy.model, train)
-    model, optimizer = run.prepare(policy.model, optimizer)
-    start = run.resume(model, optimizer, scheduler)
-    engine, sampling = start_engine(
-        run, policy, model, recipe, cfg.num_generations, cfg.temperature, cfg.max_completion_length
-    )
+    run, model = parts.run, parts.model
     trainer_fp32 = recipe.model.dtype == "float32" and not train.bf16
     engine_fp32 = recipe.rollout.engine == "hf" or recipe.rollout.dtype == "float32"
     source = old_logprobs_source(cfg, trainer_fp32 and engine_fp32)
     log.info("old log-probs: %s", source)
 
-    progress = run.progress(start, train.max_steps, "grpo")
-    for step in progress:
-        t0 = time.perf_counter()
-        run.seed(step)
-        problems = rank_problems(run, sampler, step, cfg.prompts_per_step)
-        episodes = collect(run, model, engine, rewards, problems, sampling)
-        rollouts, scores = episodes.rollouts, episodes.scores
-        t_gen = time.perf_counter() - t0
-
+    def prepare(batch: ScoredBatch) -> StepInputs:
+        rollouts, scores = batch.rollouts, batch.scores
         advantages = group_advantages(scores.total, cfg.num_generations, cfg.scale_rewards)
         if cfg.scale_rewards == "batch" and run.world_size > 1:  # the std of every process's rewards
             centered = group_advantages(scores.total, cfg.num_generations, "none")
@@ -242,35 +220,30 @@ def train_grpo(recipe: Recipe) -> Run:
         micro = train.micro_batch_size
         ref = None
         if cfg.beta > 0:
-            ref = reference_logprobs(policy, unwrapped, rollouts, cfg.temperature, micro, run.autocast())
+            ref = reference_logprobs(
+                parts.policy, unwrapped, rollouts, cfg.temperature, micro, run.autocast()
+            )
         old = None
         if source == "engine":
             old = rollouts.sampling_logprobs
         elif source == "recompute":
             with torch.no_grad(), run.autocast():
                 old = completion_logprobs(unwrapped, rollouts, cfg.temperature, micro_batch=micro)[0].float()
-        inputs = StepInputs(rollouts, advantages, mask, old, ref)
+        return StepInputs(rollouts, advantages, mask, old, ref)
 
-        t1 = time.perf_counter()
+    def learn(inputs: StepInputs) -> tuple[list[dict], dict]:
         updates = []
         for _ in range(cfg.num_iterations):
-            for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
-                updates.append(update(model, optimizer, inputs, rows, cfg, run))
-        scheduler.step()
-        t2 = time.perf_counter()
-        sync(run, engine, model)
-        t3 = time.perf_counter()
-        times = {"generate": t_gen, "update": t2 - t1, "sync": t3 - t2, "step": t3 - t0}
-        metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
-        log_step(run, step + 1, metrics, episodes)
-        kl = metrics.get("kl", 0.0)  # absent when every row was skipped (β = 0)
-        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", kl=f"{kl:.3f}")
-        if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
-            run.save(step + 1, model, optimizer, scheduler)
+            for rows in torch.randperm(len(inputs.rollouts)).chunk(cfg.num_minibatches):
+                updates.append(update(model, parts.optimizer, inputs, rows, cfg, run))
+        return updates, {}
 
-    run.save(train.max_steps, model, optimizer, scheduler)
-    save_final(run, model, policy.tokenizer)
-    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in rewards.keys])
-    engine.close()  # after the last collective: an in-process vLLM tears down torch.distributed
+    def postfix(metrics: dict) -> dict:  # no KL when every row was skipped (β = 0)
+        return {"reward": f"{metrics['reward/mean']:.3f}", "kl": f"{metrics.get('kl', 0.0):.3f}"}
+
+    train_on_policy(parts, recipe, cfg.prompts_per_step, prepare, learn, postfix, "grpo")
+    save_final(run, model, parts.policy.tokenizer)
+    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in parts.rewards.keys])
+    parts.engine.close()  # after the last collective: an in-process vLLM tears down torch.distributed
     run.finish()
     return run

@@ -108,9 +108,7 @@ def sync(run, engine, model, module=None) -> None:
 
 def sync_engine(engine, model) -> None:
     """Push the current policy weights (LoRA merged) into the engine."""
-    from reasonrl.rollout.hf_engine import HFEngine
-
-    if isinstance(engine, HFEngine):
+    if engine.shares_trainer_weights:
         return  # it samples from the live model itself
     engine.update_weights(merged_weights(model))
     release_free_memory()  # the merged copies and vLLM's reload buffers (~0.2 GiB for SmolLM2)

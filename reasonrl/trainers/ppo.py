@@ -16,31 +16,26 @@ The equations are reasonrl.losses (the same functions the CartPole PPO agent cal
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import torch
 from safetensors.torch import save_file
 
-from reasonrl.data import load_problems
-from reasonrl.data.sampler import ProblemSampler
 from reasonrl.losses import (
-    aggregate_tokens,
-    clipped_surrogate,
     entropy_from_logits,
     generalized_advantage_estimation,
     kl_estimate,
     masked_mean,
+    ppo_loss,
     token_logprobs,
-    value_loss,
 )
 from reasonrl.models.logprobs import position_ids
 from reasonrl.rollout import Rollouts
-from reasonrl.trainers.episodes import collect, log_step, rank_problems, reward_set, step_metrics
+from reasonrl.runtime import Run
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.policy import build_policy, reference_logprobs, start_engine, sync
+from reasonrl.trainers.onpolicy import ScoredBatch, set_up, train_on_policy
+from reasonrl.trainers.policy import reference_logprobs
 from reasonrl.trainers.recipe import PPOSection, Recipe
-from reasonrl.trainers.run import Run, make_optimizer
 
 log = logging.getLogger("reasonrl")
 
@@ -101,7 +96,7 @@ def advantages_and_returns(rewards, values, mask, cfg: PPOSection) -> tuple[torc
     dones = (last | ~mask).T.float()  # padding after the end is cut off as well
     values = values * mask
     adv, ret = generalized_advantage_estimation(
-        rewards.T, values.T, dones, torch.zeros(values.shape[0]), cfg.gamma, cfg.lam
+        rewards.T, values.T, dones, torch.zeros(values.shape[0]), cfg.gamma, cfg.gae_lambda
     )
     adv, ret = adv.T, ret.T
     if cfg.whiten_advantages:
@@ -111,42 +106,45 @@ def advantages_and_returns(rewards, values, mask, cfg: PPOSection) -> tuple[torc
     return adv * mask, ret * mask
 
 
-def ppo_update(model, optimizer, batch: PPOBatch, rows: torch.Tensor, cfg: PPOSection, run) -> dict:
+def ppo_update(model, optimizer, batch: PPOBatch, rows: torch.Tensor, cfg: PPOSection, run: Run) -> dict:
     """One optimizer step on minibatch ``rows``, in micro-batches."""
     tokens = batch.mask[rows].sum().clamp(min=1).float()
     if run.world_size > 1:
         tokens = run.accelerator.reduce(tokens, "sum") / run.world_size
-    stats, chunks = [], rows.split(run.recipe.train.micro_batch_size)
+    stats, chunks = [], rows.split(run.config.micro_batch_size)
     for i, chunk in enumerate(chunks):
         mask = batch.mask[chunk]
         with run.micro_step(model, last=i == len(chunks) - 1):
             with run.autocast():
-                logits, values = model(batch.rollouts, chunk, run.recipe.ppo.temperature)
+                logits, values = model(batch.rollouts, chunk, cfg.temperature)
             logp = token_logprobs(logits.float(), batch.rollouts.completion_ids[chunk])
-            surrogate = clipped_surrogate(
-                logp, batch.old_logprobs[chunk], batch.advantages[chunk], cfg.epsilon
+            if cfg.ent_coef:
+                entropy = entropy_from_logits(logits.float())
+            else:
+                with torch.no_grad():
+                    entropy = entropy_from_logits(logits.detach().float())
+            out = ppo_loss(
+                logp,
+                batch.old_logprobs[chunk],
+                batch.advantages[chunk],
+                values.float(),
+                batch.old_values[chunk],
+                batch.returns[chunk],
+                entropy,
+                mask,
+                clip_coef=cfg.clip_coef,
+                vf_coef=cfg.vf_coef,
+                ent_coef=cfg.ent_coef,
+                value_clip=cfg.value_clip,
+                num_tokens=tokens,
             )
-            v_loss = value_loss(values.float(), batch.returns[chunk], batch.old_values[chunk], cfg.value_clip)
-            with torch.no_grad():
-                entropy = entropy_from_logits(logits.detach().float())
-            per_token = surrogate.loss + cfg.vf_coef * v_loss
-            if cfg.entropy_coef:
-                per_token = per_token - cfg.entropy_coef * entropy_from_logits(logits.float())
-            loss = aggregate_tokens(per_token, mask, "token_mean", num_tokens=tokens)
-            run.accelerator.backward(loss)
+            run.accelerator.backward(out.loss)
         n = mask.sum().item()
+        parts = {
+            k: getattr(out, k).item() for k in ("policy_loss", "value_loss", "clip_fraction", "approx_kl")
+        }
         stats.append(
-            (
-                {
-                    "loss": loss.item() * tokens.item() / max(n, 1),
-                    "policy_loss": masked_mean(surrogate.loss.detach(), mask).item(),
-                    "value_loss": masked_mean(v_loss.detach(), mask).item(),
-                    "clip_fraction": masked_mean(surrogate.is_clipped.float(), mask).item(),
-                    "approx_kl": masked_mean((batch.old_logprobs[chunk] - logp.detach()), mask).item(),
-                    "entropy": masked_mean(entropy, mask).item(),
-                },
-                n,
-            )
+            ({"loss": out.loss.item() * tokens.item() / max(n, 1), **parts, "entropy": out.entropy.item()}, n)
         )
     grad_norm = run.optimizer_step(model, optimizer)
     total = sum(n for _, n in stats) or 1
@@ -170,74 +168,53 @@ def evaluate_batch(
 
 
 def train_ppo(recipe: Recipe) -> Run:
+    """Train ``recipe`` with PPO (a value head on the policy); returns the finished Run.
+    Its ``final/`` holds the adapter or model and ``value_head.safetensors``."""
     cfg, train = recipe.ppo, recipe.train
-    run = Run.start(recipe)
-    policy = build_policy(
-        recipe.model, need_reference=cfg.kl_coef > 0, gradient_checkpointing=train.gradient_checkpointing
+    parts = set_up(
+        recipe,
+        1,
+        cfg.temperature,
+        cfg.max_completion_length,
+        need_reference=cfg.kl_coef > 0,
+        wrap=lambda model: ActorCritic(model, model.config.hidden_size),
+        actor=lambda actor_critic: actor_critic.policy,
     )
-    actor_critic = ActorCritic(policy.model, policy.model.config.hidden_size)
-    rewards = reward_set(recipe)
-    sampler = ProblemSampler(
-        load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
-    )
-    optimizer, scheduler = make_optimizer(actor_critic, train)
-    model, optimizer = run.prepare(actor_critic, optimizer)
-    start = run.resume(model, optimizer, scheduler)
-    actor = run.accelerator.unwrap_model(model).policy
-    engine, sampling = start_engine(
-        run, policy, model, recipe, 1, cfg.temperature, cfg.max_completion_length, actor
-    )
+    run, model = parts.run, parts.model
 
-    progress = run.progress(start, train.max_steps, "ppo")
-    for step in progress:
-        t0 = time.perf_counter()
-        run.seed(step)
-        episodes = collect(
-            run, model, engine, rewards, rank_problems(run, sampler, step, cfg.prompts_per_step), sampling
-        )
-        rollouts = episodes.rollouts
-        t_gen = time.perf_counter() - t0
-
-        mask = rollouts.completion_mask
-        micro = train.micro_batch_size
+    def prepare(scored: ScoredBatch) -> tuple[PPOBatch, torch.Tensor]:
+        rollouts, mask, micro = scored.rollouts, scored.rollouts.completion_mask, train.micro_batch_size
         old_logp, old_values = evaluate_batch(model, rollouts, cfg.temperature, micro, run)
         ref = None
         if cfg.kl_coef > 0:
-            unwrapped = run.accelerator.unwrap_model(model)
             ref = reference_logprobs(
-                policy, unwrapped.policy, rollouts, cfg.temperature, micro, run.autocast()
+                parts.policy, parts.actor, rollouts, cfg.temperature, micro, run.autocast()
             )
-        per_token, kl = token_rewards(episodes.scores.total, old_logp, ref, mask, cfg.kl_coef)
+        per_token, kl = token_rewards(scored.scores.total, old_logp, ref, mask, cfg.kl_coef)
         advantages, returns = advantages_and_returns(per_token, old_values, mask, cfg)
-        batch = PPOBatch(rollouts, mask, old_logp, old_values, advantages, returns)
+        return PPOBatch(rollouts, mask, old_logp, old_values, advantages, returns), kl
 
-        t1 = time.perf_counter()
+    def learn(inputs: tuple[PPOBatch, torch.Tensor]) -> tuple[list[dict], dict]:
+        batch, kl = inputs
         updates = []
         for _ in range(cfg.num_iterations):
-            for rows in torch.randperm(len(rollouts)).chunk(cfg.num_minibatches):
-                updates.append(ppo_update(model, optimizer, batch, rows, cfg, run))
-        scheduler.step()
-        t2 = time.perf_counter()
-        sync(run, engine, model, actor)
-        t3 = time.perf_counter()
-        times = {"generate": t_gen, "update": t2 - t1, "sync": t3 - t2, "step": t3 - t0}
-        metrics = step_metrics(run, episodes, updates, times, scheduler.get_last_lr()[0])
-        metrics["kl"] = masked_mean(kl, mask).item()
-        residual = (returns - old_values)[mask]
-        metrics["explained_variance"] = (1 - residual.var() / returns[mask].var().clamp(min=1e-8)).item()
-        log_step(run, step + 1, metrics, episodes)
-        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", vloss=f"{metrics['value_loss']:.3f}")
-        if train.save_steps and (step + 1) % train.save_steps == 0 and step + 1 < train.max_steps:
-            run.save(step + 1, model, optimizer, scheduler)
+            for rows in torch.randperm(len(batch.rollouts)).chunk(cfg.num_minibatches):
+                updates.append(ppo_update(model, parts.optimizer, batch, rows, cfg, run))
+        mask, residual = batch.mask, (batch.returns - batch.old_values)[batch.mask]
+        explained = 1 - residual.var() / batch.returns[mask].var().clamp(min=1e-8)
+        return updates, {"kl": masked_mean(kl, mask).item(), "explained_variance": explained.item()}
 
-    run.save(train.max_steps, model, optimizer, scheduler)
+    def postfix(metrics: dict) -> dict:
+        return {"reward": f"{metrics['reward/mean']:.3f}", "vloss": f"{metrics['value_loss']:.3f}"}
+
+    train_on_policy(parts, recipe, cfg.prompts_per_step, prepare, learn, postfix, "ppo")
     unwrapped = run.accelerator.unwrap_model(model)
-    save_final(run, unwrapped.policy, policy.tokenizer)
+    save_final(run, unwrapped.policy, parts.policy.tokenizer)
     with run.gathered(model):  # collective under ZeRO-3: every rank enters
         state = {k: v.detach().cpu().clone() for k, v in unwrapped.value_head.state_dict().items()}
     if run.is_main:
         save_file(state, run.output_dir / "final" / "value_head.safetensors")
-    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in rewards.keys])
-    engine.close()
+    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in parts.rewards.keys])
+    parts.engine.close()
     run.finish()
     return run

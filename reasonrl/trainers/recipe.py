@@ -1,16 +1,25 @@
 """The recipe of an LLM training run: one dataclass per section of the YAML file.
 
-Algorithm settings use TRL's names where they mean the same thing (GRPOConfig:
-num_generations, beta, epsilon, epsilon_high, loss_type, scale_rewards,
-num_iterations, max_completion_length, temperature, mask_truncated_completions).
+The parser is reasonrl's own (``reasonrl.config``); the key names are TRL's where they
+mean the same thing (GRPOConfig: num_generations, beta, epsilon, epsilon_high,
+loss_type, scale_rewards, num_iterations, max_completion_length, temperature,
+mask_truncated_completions; DPOConfig: beta, loss_type, label_smoothing). PPO's keys
+are CleanRL's, as the CartPole agent's are (clip_coef, gae_lambda, vf_coef, ent_coef),
+so one name means one thing in both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from reasonrl.models.lora import LoraConfig
+
+RENAMED = {  # keys of earlier versions -> today's, so an old recipe gets a clear error
+    "ppo.epsilon": "ppo.clip_coef",
+    "ppo.lam": "ppo.gae_lambda",
+    "ppo.entropy_coef": "ppo.ent_coef",
+}
 
 
 @dataclass
@@ -31,8 +40,7 @@ class DataSection:
         "Solve the problem step by step. End with the final answer on its own line as '#### <number>'."
     )
     system_prompt: str | None = None
-    eval_source: str | None = None  # held-out problems scored at the end (optional)
-    eval_limit: int = 64
+    eval_source: str | None = None  # DPO: held-out problems for the sampled reward (default: source)
 
 
 @dataclass
@@ -79,11 +87,11 @@ class PPOSection:
     temperature: float = 1.0
     kl_coef: float = 0.05  # per-token KL penalty to the reference, in the reward
     gamma: float = 1.0
-    lam: float = 0.95
-    epsilon: float = 0.2
-    value_clip: float = 0.2
+    gae_lambda: float = 0.95  # GAE's λ
+    clip_coef: float = 0.2  # the surrogate's clip range ε
+    value_clip: float = 0.2  # the value loss's clip range around the old value
     vf_coef: float = 0.5
-    entropy_coef: float = 0.0
+    ent_coef: float = 0.0  # entropy bonus
     num_iterations: int = 2
     num_minibatches: int = 2
     whiten_advantages: bool = True
@@ -131,12 +139,6 @@ class TrainSection:
 
 
 @dataclass
-class HubSection:
-    repo_id: str | None = None
-    private: bool = False
-
-
-@dataclass
 class Recipe:
     algorithm: Literal["grpo", "ppo", "dpo"] = "grpo"
     model: ModelSection = field(default_factory=ModelSection)
@@ -147,4 +149,5 @@ class Recipe:
     ppo: PPOSection = field(default_factory=PPOSection)
     dpo: DPOSection = field(default_factory=DPOSection)
     train: TrainSection = field(default_factory=TrainSection)
-    hub: HubSection = field(default_factory=HubSection)
+
+    renamed: ClassVar[dict[str, str]] = RENAMED

@@ -16,10 +16,11 @@ import torch.distributed as dist
 from reasonrl.config import load_recipe
 from reasonrl.losses import group_advantages
 from reasonrl.rollout import SamplingConfig, make_engine
+from reasonrl.runtime import end_process, make_optimizer
 from reasonrl.trainers.grpo import StepInputs, update
 from reasonrl.trainers.policy import build_policy
 from reasonrl.trainers.recipe import Recipe
-from reasonrl.trainers.run import Run, end_process, make_optimizer
+from reasonrl.trainers.start import start_run
 
 
 def full_parameters(run, model) -> torch.Tensor:
@@ -42,7 +43,7 @@ def main(out: str) -> None:
         "recipes/synthetic/grpo-tiny.yaml",
         ["--output_dir", out, "--report_to", "none", "--micro_batch_size", "8"],
     )
-    run = Run.start(recipe)
+    run = start_run(recipe)
     policy = build_policy(recipe.model, need_reference=False)
     optimizer, _ = make_optimizer(policy.model, recipe.train)
     model, optimizer = run.prepare(policy.model, optimizer)

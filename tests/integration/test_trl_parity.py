@@ -2,23 +2,21 @@
 
 TRL keeps its GRPO and DPO losses inside its trainers (``_compute_loss``), so each
 test builds the real TRL trainer around the tiny model, feeds it one batch, and
-compares its loss, its logged metrics and the resulting gradients with what
-reasonrl.losses computes from the same model outputs.
+compares its loss, its logged metrics and the resulting gradients with ours. The GRPO
+side is the trainer's own ``micro_batch_loss`` (model pass and ``grpo_loss``), so a
+bug in how training composes the objective fails it.
 """
 
+import contextlib
 import copy
 
 import pytest
 import torch
 
-from reasonrl.losses import (
-    LOSS_TYPE_AGGREGATION,
-    aggregate_tokens,
-    clipped_surrogate,
-    dpo_loss,
-    kl_estimate,
-    token_logprobs,
-)
+from reasonrl.losses import dpo_loss, token_logprobs
+from reasonrl.rollout import Rollouts
+from reasonrl.trainers.grpo import MicroBatch, StepInputs, micro_batch_loss
+from reasonrl.trainers.recipe import GRPOSection
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -94,18 +92,37 @@ def test_grpo_loss_matches_trl(tiny, tmp_path, loss_type, bias_correction):
     trl_loss.backward()
     trl_grads = _grads(model)
 
+    # ours: the trainer's own micro-batch loss (completion log-probs through the shared-prompt,
+    # fused-head path, then grpo_loss), on the same tokens; masked tokens are simply absent
     model.zero_grad()
-    input_ids = torch.cat([prompt_ids, completion_ids], 1)
-    attention = torch.cat([inputs["prompt_mask"], completion_mask], 1)
-    logits = model(input_ids, attention_mask=attention).logits[:, P - 1 : -1]
-    logp = token_logprobs(logits, completion_ids, temperature)
-    surrogate = clipped_surrogate(logp, old, advantages, eps_low, eps_high)
-    kl = kl_estimate(logp, ref, "k3", sampling_logp=old if bias_correction else None)
-    per_token = surrogate.loss + beta * kl
-    ours = aggregate_tokens(per_token, completion_mask.bool(), LOSS_TYPE_AGGREGATION[loss_type], max_len)
+    lengths = completion_mask.sum(1).tolist()
+    rollouts = Rollouts.from_lists(
+        prompt_ids.tolist(),
+        [row[:n] for row, n in zip(completion_ids.tolist(), lengths, strict=True)],
+        [[0.0] * n for n in lengths],
+        list(range(B)),
+        ["1+1="] * B,
+        [""] * B,
+        ["length"] * B,
+        tokenizer.pad_token_id,
+    )
+    mask = rollouts.completion_mask
+    step = StepInputs(rollouts, advantages, mask, old * mask, ref * mask)
+    cfg = GRPOSection(
+        num_generations=4,
+        max_completion_length=max_len,
+        temperature=temperature,
+        beta=beta,
+        epsilon=eps_low,
+        epsilon_high=eps_high,
+        loss_type=loss_type,
+        use_bias_correction_kl=bias_correction,
+    )
+    chunk = MicroBatch(torch.arange(B), torch.ones(B, dtype=torch.bool))
+    ours, stats = micro_batch_loss(model, step, chunk, cfg, mask.sum().float(), B, contextlib.nullcontext())
     ours.backward()
     print(f"{loss_type}: TRL {trl_loss.item():.6f}  reasonrl {ours.item():.6f}")
-    assert surrogate.is_clipped[completion_mask.bool()].any()  # the clip branch is exercised
+    assert 0 < stats["clip_fraction"] < 1  # the clip branch is exercised, and not everywhere
     torch.testing.assert_close(ours, trl_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(_grads(model), trl_grads, rtol=1e-4, atol=1e-6)
 

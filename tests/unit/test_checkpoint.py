@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from reasonrl.trainers import checkpoint
+from reasonrl.runtime import checkpoint
 
 
 def make():

@@ -33,6 +33,34 @@ def _imports_of(path: Path) -> set[str]:
     return found
 
 
+# DESIGN.md's arrows: cli -> apps -> components -> losses. Every top-level module or
+# package of reasonrl sits in exactly one layer; a new one must be placed here.
+ENTRY = {"cli", "__main__"}
+APPS = {"trainers", "control", "eval", "serve", "hub"}
+COMPONENTS = {"runtime", "rollout", "envs", "rewards", "data", "models"}
+UTILITIES = {"config", "allocator", "__init__"}  # imported by any layer; import no layer
+LOSSES = {"losses"}
+
+
+def _edges() -> list[tuple[str, str, Path]]:
+    """(importing top-level unit, imported top-level unit, file) for every reasonrl import."""
+    out = []
+    for path in PACKAGE.rglob("*.py"):
+        src = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for name in _imports_of(path):
+            if name.startswith("reasonrl."):
+                dst = name.split(".")[1]
+                if dst != src:
+                    out.append((src, dst, path))
+    return out
+
+
+def test_every_unit_has_a_layer():
+    units = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in PACKAGE.rglob("*.py")}
+    unplaced = units - (ENTRY | APPS | COMPONENTS | UTILITIES | LOSSES)
+    assert not unplaced, f"place {sorted(unplaced)} in a layer of tests/unit/test_imports.py and DESIGN.md"
+
+
 def test_losses_import_only_torch():
     for path in (PACKAGE / "losses").glob("*.py"):
         for name in _imports_of(path):
@@ -42,10 +70,33 @@ def test_losses_import_only_torch():
                 assert name.startswith("reasonrl.losses"), (path, name)
 
 
-def test_nothing_imports_cli_and_rewards_never_import_trainers():
-    for path in PACKAGE.rglob("*.py"):
-        imports = _imports_of(path)
-        if path.name not in {"cli.py", "__main__.py"}:
-            assert "reasonrl.cli" not in imports, path
-        if "rewards" in path.parts:
-            assert not any(i.startswith("reasonrl.trainers") for i in imports), path
+def test_arrows_point_one_way():
+    edges = _edges()
+    assert edges  # the scan sees the package's imports
+    for src, dst, path in edges:
+        where = f"{path.relative_to(PACKAGE)} imports reasonrl.{dst}"
+        assert dst != "cli" or src == "__main__", f"{where}: nothing imports the command line"
+        if src in COMPONENTS | UTILITIES | LOSSES:
+            assert dst not in APPS | ENTRY, f"{where}: nothing below the trainers imports them"
+        if src in APPS:  # trainers and control never import each other, nor eval / serve
+            assert dst not in APPS, f"{where}: one app never imports another"
+        if src in UTILITIES:
+            assert dst in UTILITIES, f"{where}: utilities import no layer"
+
+
+def test_the_rules_would_catch_a_wrong_arrow(tmp_path):
+    """The scan reads real import statements: a control module importing trainers is found."""
+    fake = tmp_path / "control" / "bad.py"
+    fake.parent.mkdir()
+    fake.write_text("from reasonrl.trainers.grpo import update\n")
+    global PACKAGE
+    real, PACKAGE = PACKAGE, tmp_path
+    try:
+        try:
+            test_arrows_point_one_way()
+        except AssertionError as err:
+            assert "one app never imports another" in str(err)
+        else:
+            raise AssertionError("a control -> trainers import went unnoticed")
+    finally:
+        PACKAGE = real

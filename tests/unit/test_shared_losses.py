@@ -11,17 +11,11 @@ import reasonrl.trainers.ppo as llm_ppo
 
 
 def test_same_function_objects():
-    assert control_ppo.clipped_surrogate is llm_ppo.clipped_surrogate is grpo.clipped_surrogate
-    assert control_ppo.clipped_surrogate is losses.clipped_surrogate
+    assert control_ppo.ppo_loss is llm_ppo.ppo_loss is losses.ppo_loss  # CartPole and the LLM
+    assert grpo.grpo_loss is losses.grpo_loss
     assert control_ppo.generalized_advantage_estimation is llm_ppo.generalized_advantage_estimation
     assert llm_ppo.generalized_advantage_estimation is losses.generalized_advantage_estimation
-    assert (
-        control_ppo.value_loss
-        is llm_ppo.value_loss
-        is impala.value_loss
-        is sac.value_loss
-        is losses.value_loss
-    )
+    assert impala.value_loss is sac.value_loss is losses.value_loss
     assert impala.vtrace is losses.vtrace and impala.policy_gradient_loss is losses.policy_gradient_loss
     assert sac.soft_bellman_target is losses.soft_bellman_target
     assert (

@@ -10,20 +10,31 @@ import pytest
 
 from reasonrl.rewards import build_reward
 from reasonrl.rewards.program import extract_code
-from reasonrl.rewards.sandbox import run_program
+from reasonrl.rewards.sandbox import _throwaway_uid, run_program
 
 
 def sandbox_processes():
-    uids = set()
+    """Processes running as one of the throwaway uids this test process hands out.
+
+    ``run_program`` draws uids from a block of 1,000 keyed by the caller's pid, so another
+    program's sandboxes on the same machine (a second test suite, a training run) have
+    other uids and are not counted here.
+    """
+    ours = range(_throwaway_uid_block(), _throwaway_uid_block() + 1000)
+    pids = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 uid = int((proc / "status").read_text().split("Uid:")[1].split()[0])
             except (OSError, IndexError, ValueError):
                 continue
-            if uid >= 200_000:
-                uids.add(int(proc.name))
-    return uids
+            if uid in ours:
+                pids.add(int(proc.name))
+    return pids
+
+
+def _throwaway_uid_block() -> int:
+    return _throwaway_uid() // 1000 * 1000
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,11 @@
-"""The parts every trainer shares: accelerator, seeds, output folder, progress, checkpoints,
-and the few places where DDP, DeepSpeed ZeRO-2/3 and a single process differ."""
+"""The scaffolding every trainer and control agent stands on: accelerator, seeds, output
+folder, progress, checkpoints, and the few places where DDP, DeepSpeed ZeRO-2/3 and a
+single process differ.
+
+A ``Run`` reads a small ``RunConfig``, never a whole recipe: an LLM trainer builds one
+from its ``train`` section, a control agent from its own; the recipe itself is only
+written down (``recipe.yaml``, tracker hyper-parameters).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import os
 import random
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -18,9 +24,8 @@ import torch
 
 from reasonrl import allocator
 from reasonrl.config import dump_recipe, to_dict
-from reasonrl.models.precision import resolve_bf16, resolve_dtype
-from reasonrl.trainers import checkpoint
-from reasonrl.trainers.runlog import RunLog
+from reasonrl.runtime import checkpoint
+from reasonrl.runtime.runlog import RunLog
 
 log = logging.getLogger("reasonrl")
 
@@ -65,38 +70,54 @@ def make_accelerator(**kwargs):
     return accelerator
 
 
-def _resolve_precision(recipe, device_type: str) -> None:
-    """Turn the recipe's ``auto`` precisions into what this machine runs fast (in place, so
-    the saved recipe.yaml says what ran)."""
-    recipe.train.bf16 = resolve_bf16(recipe.train.bf16, device_type)
-    rollout = getattr(recipe, "rollout", None)  # control recipes have none
-    if rollout is not None and rollout.engine == "vllm":  # vLLM takes the GPU when there is one
-        rollout.dtype = resolve_dtype(rollout.dtype)
-        log.info("precision: bf16 autocast %s, vLLM weights %s", recipe.train.bf16, rollout.dtype)
+@dataclass
+class RunConfig:
+    """What the run scaffolding needs to know; each field means what the recipe key of
+    the same name means."""
+
+    output_dir: str
+    seed: int = 0
+    resume: bool = False  # continue from the newest complete checkpoint in output_dir
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    progress: bool = True
+    save_steps: int = 0  # steps between checkpoints; 0 = at the end only
+    save_total_limit: int = 2
+    bf16: bool = False  # bfloat16 autocast in forward/backward (already resolved from "auto")
+    micro_batch_size: int = 1  # DeepSpeed's train_micro_batch_size_per_gpu
+    max_grad_norm: float = 1.0  # clipping in ``optimizer_step`` (and DeepSpeed's)
 
 
 @dataclass
 class Run:
-    recipe: object
+    """One training run's process layout, output folder, log and checkpoints.
+
+    ``Run.start(config, record=recipe)`` makes the accelerator and the output folder
+    (writing ``recipe.yaml``); a trainer then calls ``prepare``, ``resume``, and per step
+    ``seed``, ``micro_step`` around each backward, ``optimizer_step``, ``save``; then
+    ``finish``.
+    """
+
+    config: RunConfig
     accelerator: object
     log: RunLog
     output_dir: Path
 
     @classmethod
-    def start(cls, recipe) -> Run:
-        train = recipe.train
-        output_dir = Path(train.output_dir)
-        report = [r for r in train.report_to if r != "none"]
+    def start(cls, config: RunConfig, record=None) -> Run:
+        """Start a run in ``config.output_dir``; ``record`` (a recipe) is written as recipe.yaml."""
+        output_dir = Path(config.output_dir)
+        report = [r for r in config.report_to if r != "none"]
         accelerator = make_accelerator(log_with=report or None, project_dir=str(output_dir))
         is_main = accelerator.is_main_process
-        _resolve_precision(recipe, accelerator.device.type)
-        run = cls(recipe, accelerator, RunLog(output_dir, accelerator, is_main), output_dir)
+        run = cls(config, accelerator, RunLog(output_dir, accelerator, is_main), output_dir)
         if is_main:
-            if not train.resume:
+            if not config.resume:
                 run.clear_previous()
-            dump_recipe(recipe, output_dir / "recipe.yaml")
+            if record is not None:
+                dump_recipe(record, output_dir / "recipe.yaml")
         if report:
-            accelerator.init_trackers("tensorboard", config=_flat(to_dict(recipe)))
+            hparams = _flat(to_dict(record)) if record is not None else {}
+            accelerator.init_trackers("tensorboard", config=hparams)
         log.info(
             "run %s: %d process(es), device %s, allocator %s",
             output_dir,
@@ -147,12 +168,12 @@ class Run:
     # -- determinism and precision ---------------------------------------------------
     def seed(self, step: int) -> None:
         """Seed every generator from (seed, step, rank): a resumed run replays the same draws."""
-        value = (self.recipe.train.seed * 1_000_003 + step) * 1_009 + self.rank
+        value = (self.config.seed * 1_000_003 + step) * 1_009 + self.rank
         random.seed(value)
         torch.manual_seed(value)
 
     def autocast(self):
-        if not self.recipe.train.bf16:
+        if not self.config.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16)
 
@@ -160,12 +181,12 @@ class Run:
     def prepare(self, model, optimizer):
         """accelerator.prepare, first telling DeepSpeed the micro-batch size and clipping."""
         if self.deepspeed:
-            micro = self.recipe.train.micro_batch_size
+            micro = self.config.micro_batch_size
             self.accelerator.state.deepspeed_plugin.deepspeed_config.update(
                 train_micro_batch_size_per_gpu=micro,
                 gradient_accumulation_steps=1,  # micro_step() marks the real accumulation boundaries
                 train_batch_size=micro * self.world_size,
-                gradient_clipping=self.recipe.train.max_grad_norm,
+                gradient_clipping=self.config.max_grad_norm,
             )
         return self.accelerator.prepare(model, optimizer)
 
@@ -187,7 +208,7 @@ class Run:
             norm = model.get_global_grad_norm()
             norm = float(norm) if norm is not None else float("nan")
         else:
-            max_norm = self.recipe.train.max_grad_norm
+            max_norm = self.config.max_grad_norm
             norm = float(self.accelerator.clip_grad_norm_(model.parameters(), max_norm))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -215,7 +236,7 @@ class Run:
     def progress(self, start: int, total: int, desc: str):
         from tqdm.auto import tqdm
 
-        enabled = self.is_main and self.recipe.train.progress
+        enabled = self.is_main and self.config.progress
         return tqdm(
             range(start, total),
             initial=start,
@@ -227,7 +248,7 @@ class Run:
 
     def resume(self, model, optimizer, scheduler) -> int:
         """Restore the latest complete checkpoint (when train.resume); return the step to start at."""
-        if not self.recipe.train.resume:
+        if not self.config.resume:
             return 0
         folder = checkpoint.latest_checkpoint(self.output_dir)
         if folder is None:
@@ -262,11 +283,17 @@ class Run:
                     None if self.deepspeed else optimizer,
                     scheduler,
                     {},
-                    keep=self.recipe.train.save_total_limit,
+                    keep=self.config.save_total_limit,
                     staged=staged,
                 )
                 log.info("saved %s", path)
         self.accelerator.wait_for_everyone()
+
+    def checkpoint_due(self, step: int, last: int) -> bool:
+        """Whether ``save_steps`` asks for a checkpoint after ``step``; the last step saves
+        after the loop, once, whatever ``save_steps`` says."""
+        every = self.config.save_steps
+        return bool(every) and step % every == 0 and step < last
 
     def finish(self) -> None:
         self.accelerator.end_training()
@@ -298,6 +325,12 @@ def end_process(code: int) -> NoReturn:
 
 
 def make_optimizer(model, train) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the model's trainable parameters, and its learning-rate schedule.
+
+    ``train`` gives learning_rate, weight_decay, max_steps, warmup_steps and lr_scheduler:
+    a linear warm-up over warmup_steps, then constant, linear decay to 0 or cosine decay
+    to 0 at max_steps. The scheduler steps once per optimisation step.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
