@@ -28,6 +28,9 @@ test: $(STAMP)  ## everything CI runs: unit, integration, learning (slow ones in
 test-fast: $(STAMP)  ## the quick tier only (no tests marked slow)
 	$(PYTEST) tests --ignore=tests/benchmarks -m "not slow"
 
+test-slow: $(STAMP)  ## the slow tier only: learning, 2-process and long integration tests
+	$(PYTEST) tests --ignore=tests/benchmarks -m slow --durations=15
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the flags every test run passes: no progress bar, no tracker
+QUIET = ("--progress", "false", "--report_to", "none")
 # measurements of the machine, not of the run: they differ between identical runs
 TIMING = ("time/", "tokens_per_second", "memory/")
 

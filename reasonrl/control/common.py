@@ -20,15 +20,8 @@ def start(recipe) -> Run:
     random.seed(recipe.train.seed)
     np.random.seed(recipe.train.seed)
     torch.manual_seed(recipe.train.seed)
-    train = recipe.train
-    config = RunConfig(
-        output_dir=train.output_dir,
-        seed=train.seed,
-        resume=train.resume,
-        report_to=list(train.report_to),
-        progress=train.progress,
-        save_total_limit=train.save_total_limit,
-    )  # save_every counts environment steps: each agent decides when to save
+    # save_every counts environment steps: each agent decides when to save, not the Run
+    config = RunConfig.of(recipe.train)
     return Run.start(config, record=recipe)
 
 

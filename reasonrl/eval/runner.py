@@ -97,12 +97,19 @@ def score_completion(text: str, reference: str, strict_pattern: str) -> dict:
     }
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    from tqdm.auto import tqdm
+@dataclass
+class EvalSet:
+    """The problems of one evaluation, with the prompts the model sees."""
 
-    task = get_task(cfg.task)
-    if cfg.samples > 1 and cfg.temperature == 0:
-        raise ValueError("samples > 1 needs temperature > 0 (greedy decoding gives k identical answers)")
+    indices: list[int]  # positions in the data file
+    records: list[dict]
+    problems: list
+    prompts: list
+    num_fewshot: int
+
+
+def load_eval_set(cfg: EvalConfig, task) -> EvalSet:
+    """The selected problems of ``cfg.data`` and their (few-shot) prompts."""
     num_fewshot = task.default_fewshot if cfg.num_fewshot is None else cfg.num_fewshot
     rows = load_records(cfg.data, cfg.split)
     chosen = _select(len(rows), cfg.limit, cfg.subset_seed)
@@ -113,7 +120,11 @@ def evaluate(cfg: EvalConfig) -> dict:
         source, split = _fewshot_source(cfg.data, cfg.fewshot_data)
         fewshot = [r for r, _ in load_records(source, split)]
     prompts = task.prompts(records, fewshot, num_fewshot, cfg.fewshot_seed, cfg.instruction)
+    return EvalSet(chosen, records, problems, prompts, num_fewshot)
 
+
+def start_engine(cfg: EvalConfig, prompts: list):
+    """The engine that answers: the model (adapter merged), sized for the longest prompt."""
     model, tokenizer, base_dir = load_policy(cfg.model, cfg.adapter)
     longest = max(len(tokenizer(p if isinstance(p, str) else p[0]["content"]).input_ids) for p in prompts)
     engine = make_engine(
@@ -129,56 +140,93 @@ def evaluate(cfg: EvalConfig) -> dict:
     )
     if cfg.adapter:
         engine.update_weights(model.named_parameters())
+    return engine
+
+
+def score_item(cfg: EvalConfig, task, data: EvalSet, i: int, texts: list[str]) -> dict:
+    """One problem's completions, the answers extracted from them and whether they are right."""
+    reference = data.records[i]["answer"]
+    scored = [score_completion(t, reference, task.strict_pattern) for t in texts]
+    item = {
+        "index": data.indices[i],
+        "question": data.problems[i].question,
+        "answer": data.problems[i].answer,
+        "prompt": data.prompts[i],
+        "completions": texts,
+    }
+    for key in ("strict", "flexible", "strict_correct", "flexible_correct"):
+        item[key] = [s[key] for s in scored]
+    if cfg.samples > 1:
+        for mode in ("strict", "flexible"):
+            item[f"maj_{mode}_correct"] = is_correct(majority(item[mode]), reference)
+    return item
+
+
+def score(cfg: EvalConfig, task, data: EvalSet, engine) -> tuple[list[dict], int]:
+    """Generate for every prompt, ``cfg.batch_size`` problems at a time; (items, tokens generated)."""
+    from tqdm.auto import tqdm
+
     sampling = SamplingConfig(
         n=cfg.samples, temperature=cfg.temperature, max_tokens=cfg.max_tokens, stop=list(task.stop)
     )
     torch.manual_seed(cfg.seed)
-
-    items, start, tokens = [], time.perf_counter(), 0
+    prompts, items, tokens = data.prompts, [], 0
     bar = tqdm(total=len(prompts), desc=f"eval {task.name}", disable=not cfg.progress, dynamic_ncols=True)
     for begin in range(0, len(prompts), cfg.batch_size):
         batch = engine.generate(prompts[begin : begin + cfg.batch_size], sampling)
         tokens += int(batch.completion_lengths.sum())
-        for g in range(len(batch.group_ids.unique())):
-            i = begin + g
+        groups = len(batch.group_ids.unique())
+        for g in range(groups):
             texts = [batch.texts[r] for r in (batch.group_ids == g).nonzero().flatten().tolist()]
-            scored = [score_completion(t, records[i]["answer"], task.strict_pattern) for t in texts]
-            item = {
-                "index": chosen[i],
-                "question": problems[i].question,
-                "answer": problems[i].answer,
-                "prompt": prompts[i],
-                "completions": texts,
-            }
-            for key in ("strict", "flexible", "strict_correct", "flexible_correct"):
-                item[key] = [s[key] for s in scored]
-            if cfg.samples > 1:
-                for mode in ("strict", "flexible"):
-                    item[f"maj_{mode}_correct"] = is_correct(majority(item[mode]), records[i]["answer"])
-            items.append(item)
-        bar.update(len(batch.group_ids.unique()))
+            items.append(score_item(cfg, task, data, begin + g, texts))
+        bar.update(groups)
         bar.set_postfix(
             strict=f"{sum(it['strict_correct'][0] for it in items) / len(items):.3f}",
             flexible=f"{sum(it['flexible_correct'][0] for it in items) / len(items):.3f}",
         )
     bar.close()
-    engine.close()
-    seconds = time.perf_counter() - start
+    return items, tokens
 
+
+def aggregate(items: list[dict], samples: int) -> dict[str, tuple[float, float]]:
+    """lm-eval's metrics (value, standard error): exact match, or pass@1 / pass@k / maj@k."""
     metrics = {}
     for mode in ("strict-match", "flexible-extract"):
         key = "strict_correct" if mode == "strict-match" else "flexible_correct"
-        if cfg.samples == 1:
+        if samples == 1:
             metrics[f"exact_match,{mode}"] = mean_stderr([float(it[key][0]) for it in items])
-        else:
-            short = mode.split("-")[0]
-            metrics[f"pass@1,{mode}"] = mean_stderr([sum(it[key]) / cfg.samples for it in items])
-            metrics[f"pass@{cfg.samples},{mode}"] = mean_stderr(
-                [pass_at_k(cfg.samples, sum(it[key]), cfg.samples) for it in items]
-            )
-            metrics[f"maj@{cfg.samples},{mode}"] = mean_stderr(
-                [float(it[f"maj_{short}_correct"]) for it in items]
-            )
+            continue
+        short = mode.split("-")[0]
+        metrics[f"pass@1,{mode}"] = mean_stderr([sum(it[key]) / samples for it in items])
+        metrics[f"pass@{samples},{mode}"] = mean_stderr(
+            [pass_at_k(samples, sum(it[key]), samples) for it in items]
+        )
+        metrics[f"maj@{samples},{mode}"] = mean_stderr([float(it[f"maj_{short}_correct"]) for it in items])
+    return metrics
+
+
+def write(output: str, items: list[dict], summary: dict) -> None:
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "items.jsonl", "w") as f:
+        for item in items:
+            f.write(json.dumps(item) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("wrote %s/items.jsonl and summary.json", out)
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Answer and score ``cfg.data`` as lm-eval does; returns the summary (also written to
+    ``cfg.output``, with every item, when set)."""
+    task = get_task(cfg.task)
+    if cfg.samples > 1 and cfg.temperature == 0:
+        raise ValueError("samples > 1 needs temperature > 0 (greedy decoding gives k identical answers)")
+    data = load_eval_set(cfg, task)
+    engine = start_engine(cfg, data.prompts)
+    start = time.perf_counter()
+    items, tokens = score(cfg, task, data, engine)
+    seconds = time.perf_counter() - start
+    engine.close()
     summary = {
         "task": task.name,
         "model": cfg.model,
@@ -186,21 +234,15 @@ def evaluate(cfg: EvalConfig) -> dict:
         "data": cfg.data,
         "split": cfg.split,
         "n": len(items),
-        "num_fewshot": num_fewshot,
+        "num_fewshot": data.num_fewshot,
         "samples": cfg.samples,
         "temperature": cfg.temperature,
         "engine": type(engine).__name__,
         "seconds": seconds,
         "tokens_generated": tokens,
-        "metrics": {k: {"value": v, "stderr": s} for k, (v, s) in metrics.items()},
+        "metrics": {k: {"value": v, "stderr": s} for k, (v, s) in aggregate(items, cfg.samples).items()},
         "config": asdict(cfg),
     }
     if cfg.output:
-        out = Path(cfg.output)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "items.jsonl", "w") as f:
-            for item in items:
-                f.write(json.dumps(item) + "\n")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        log.info("wrote %s/items.jsonl and summary.json", out)
+        write(cfg.output, items, summary)
     return summary

@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import NoReturn
 
@@ -85,6 +85,12 @@ class RunConfig:
     bf16: bool = False  # bfloat16 autocast in forward/backward (already resolved from "auto")
     micro_batch_size: int = 1  # DeepSpeed's train_micro_batch_size_per_gpu
     max_grad_norm: float = 1.0  # clipping in ``optimizer_step`` (and DeepSpeed's)
+
+    @classmethod
+    def of(cls, section, **values) -> RunConfig:
+        """The fields of a recipe section (``train``) that a RunConfig has, by name, then ``values``."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{n: getattr(section, n) for n in names if hasattr(section, n)} | values)
 
 
 @dataclass

@@ -6,25 +6,9 @@ import logging
 
 from reasonrl.models.precision import resolve_bf16, resolve_dtype
 from reasonrl.runtime import Run, RunConfig
-from reasonrl.trainers.recipe import Recipe, TrainSection
+from reasonrl.trainers.recipe import Recipe
 
 log = logging.getLogger("reasonrl")
-
-
-def run_config(train: TrainSection) -> RunConfig:
-    """The run scaffolding's share of the ``train`` section."""
-    return RunConfig(
-        output_dir=train.output_dir,
-        seed=train.seed,
-        resume=train.resume,
-        report_to=list(train.report_to),
-        progress=train.progress,
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
-        bf16=bool(train.bf16),
-        micro_batch_size=train.micro_batch_size,
-        max_grad_norm=train.max_grad_norm,
-    )
 
 
 def resolve_precision(recipe: Recipe) -> None:
@@ -38,4 +22,4 @@ def resolve_precision(recipe: Recipe) -> None:
 
 def start_run(recipe: Recipe) -> Run:
     resolve_precision(recipe)
-    return Run.start(run_config(recipe.train), record=recipe)
+    return Run.start(RunConfig.of(recipe.train, bf16=bool(recipe.train.bf16)), record=recipe)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from reasonrl.models import load, resolve
 from reasonrl.rollout.vllm_engine import vllm_available
-from tests.helpers import ROOT, metrics, without_timing
+from tests.helpers import QUIET, ROOT, metrics, without_timing
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_grpo_recipe_runs_under_every_launch_config(tmp_path, config, engine):
     out = tmp_path / config
     train = ["-m", "reasonrl", "train", "recipes/synthetic/grpo-tiny.yaml", "--output_dir", str(out)]
     options = ["--max_steps", "3", "--prompts_per_step", "4", "--save_steps", "2", "--engine", engine]
-    launch(config, *train, *options, "--progress", "false", "--report_to", "none")
+    launch(config, *train, *options, *QUIET)
     rows = metrics(out)
     assert [r["step"] for r in rows] == [1, 2, 3]
     log = (out / "train.log").read_text()
@@ -85,7 +85,7 @@ def test_deepspeed_run_resumes_to_the_same_weights_and_metrics(tmp_path, config)
     exactly where the uninterrupted run's did."""
     train = ["-m", "reasonrl", "train", "recipes/synthetic/grpo-tiny.yaml", "--engine", "hf"]
     options = ["--max_steps", "5", "--save_steps", "4", "--prompts_per_step", "4", "--weight_decay", "0.1"]
-    options += ["--progress", "false", "--report_to", "none"]
+    options += QUIET
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     launch(config, *train, *options, "--output_dir", str(straight))
     checkpoint = straight / "checkpoints" / "checkpoint-000004"
@@ -121,7 +121,7 @@ def test_skipping_zero_advantage_rows_on_two_processes_keeps_the_update(tmp_path
     one computing every row gives."""
     train = ["-m", "reasonrl", "train", "recipes/synthetic/grpo-tiny.yaml", "--engine", "hf"]
     options = ["--max_steps", "3", "--prompts_per_step", "8", "--micro_batch_size", "5", "--save_steps", "0"]
-    options += ["--progress", "false", "--report_to", "none"]
+    options += QUIET
     runs = []
     for skip in ("true", "false"):
         out = tmp_path / skip

@@ -7,10 +7,10 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import ROOT, cli, metrics, without_timing
+from tests.helpers import QUIET, ROOT, cli, metrics, without_timing
 
 RECIPE = "recipes/synthetic/dpo-tiny.yaml"
-FAST = ["--progress", "false", "--report_to", "none", "--eval_samples", "8"]
+FAST = [*QUIET, "--eval_samples", "8"]
 
 
 def test_offline_dpo_resumes_to_the_same_weights_and_metrics(tmp_path):

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from reasonrl import allocator
 from reasonrl.runtime.checkpoint import latest_checkpoint
-from tests.helpers import ROOT, cli, metrics, without_timing
+from tests.helpers import QUIET, ROOT, cli, metrics, without_timing
 
 RECIPE = "recipes/synthetic/grpo-tiny.yaml"
-FAST = ["--progress", "false", "--report_to", "none"]
+FAST = QUIET
 
 
 def test_outputs_of_a_lora_run(tmp_path):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tests.helpers import cli, metrics
+from tests.helpers import QUIET, cli, metrics
 
-FAST = ["--progress", "false", "--report_to", "none"]
+FAST = QUIET
 SOLVE = ["--stop_when_solved", "true"]  # the claim is the step it is solved at; the rest is CI time
 pytestmark = pytest.mark.slow
 

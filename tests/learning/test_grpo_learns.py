@@ -5,6 +5,8 @@ import pytest
 from reasonrl.rollout.vllm_engine import vllm_available
 from tests.helpers import cli, mean, metrics
 
+pytestmark = pytest.mark.slow  # minutes of training: `make test-slow`, and `make test`
+
 RECIPE = "recipes/synthetic/grpo-tiny.yaml"
 
 

@@ -1,8 +1,12 @@
 """PPO and DPO must learn on the tiny model (start and end values printed and asserted)."""
 
-from tests.helpers import cli, mean, metrics
+import pytest
 
-FAST = ["--progress", "false", "--report_to", "none"]
+from tests.helpers import QUIET, cli, mean, metrics
+
+pytestmark = pytest.mark.slow  # minutes of training: `make test-slow`, and `make test`
+
+FAST = QUIET
 
 
 def test_ppo_tiny_reward_rises(tmp_path):

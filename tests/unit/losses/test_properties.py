@@ -16,7 +16,9 @@ from reasonrl.losses import (
     vtrace,
 )
 
-finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
+# no subnormals: r·A and clip(r)·A of a 5e-324 advantage round to the same number, so
+# "clipped" cannot be told from "not clipped" (hypothesis found adv = 5e-324, r = e^0.5)
+finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 SETTINGS = settings(max_examples=60, deadline=None)
 
 
