@@ -7,7 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from reasonrl.rewards.registry import register
-from reasonrl.rewards.sandbox import run_program
+from reasonrl.rewards.sandbox import require_sandbox, run_program
 
 FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
@@ -19,14 +19,21 @@ def extract_code(completion: str) -> str:
 
 
 @register("program")
-def program_reward(timeout: float = 5.0, memory_mb: int = 512, workers: int | None = None):
-    """Fraction of ``tests`` (a list of Python statements per completion) that pass."""
+def program_reward(
+    timeout: float = 5.0, memory_mb: int = 512, workers: int | None = None, allow_weak_sandbox: bool = False
+):
+    """Fraction of ``tests`` (per completion, a list of Python snippets ending in an assert)
+    that pass, run in the bubblewrap sandbox (``reasonrl.rewards.sandbox``); refused at
+    construction when it is missing, unless ``allow_weak_sandbox``."""
+    require_sandbox(allow_weak_sandbox, "program reward")
     workers = workers or os.cpu_count() or 1
 
     def reward(completions: list[str], tests: list[list[str]], **_) -> list[float]:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(
-                lambda item: run_program(extract_code(item[0]), list(item[1]), timeout, memory_mb),
+                lambda item: run_program(
+                    extract_code(item[0]), list(item[1]), timeout, memory_mb, allow_weak=allow_weak_sandbox
+                ),
                 zip(completions, tests, strict=True),
             )
             return [r.fraction for r in results]

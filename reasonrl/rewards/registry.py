@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class RewardSpec:
     name: str
     weight: float = 1.0
     options: dict = field(default_factory=dict)
+    time_limit: float | None = 600.0  # seconds for one batch call; longer scores 0 (None: no limit)
 
     @classmethod
     def from_dict(cls, entry: dict, where: str = "rewards") -> RewardSpec:
@@ -72,8 +74,9 @@ class RewardSpec:
         entry = dict(entry)
         name = entry.pop("name")
         weight = float(entry.pop("weight", 1.0))
+        time_limit = entry.pop("time_limit", 600.0)
         options = entry.pop("options", {}) | entry
-        return cls(name=name, weight=weight, options=options)
+        return cls(name=name, weight=weight, options=options, time_limit=time_limit)
 
 
 @dataclass
@@ -86,9 +89,12 @@ class RewardScores:
 class RewardSet:
     """The weighted rewards of a recipe, scored safely.
 
-    A reward that raises (or returns a non-finite value) gives the completions it
-    failed on a reward of 0; the failures are counted per reward, and the first
-    traceback of each reward is logged once.
+    A reward that raises anything (``SystemExit`` included; only ``KeyboardInterrupt``
+    stops the run), returns a non-finite value, or does not return within its
+    ``time_limit`` gives the completions it failed on a reward of 0; the failures are
+    counted per reward, and the first traceback of each reward is logged once. A call
+    that overran is left running on a daemon thread: Python cannot stop it, but the run
+    goes on.
     """
 
     def __init__(self, specs: list[RewardSpec]):
@@ -110,7 +116,7 @@ class RewardSet:
         total = torch.zeros(n, dtype=torch.float32)
         per_reward, errors = {}, {}
         for key, spec, fn in zip(self.keys, self.specs, self.fns, strict=True):
-            values, failed = self._safe(key, fn, completions, columns)
+            values, failed = self._safe(key, _limited(fn, spec.time_limit), completions, columns)
             per_reward[key] = values
             errors[key] = failed
             total += spec.weight * values
@@ -120,14 +126,17 @@ class RewardSet:
         n = len(completions)
         try:
             return self._check(fn(completions, **columns), n), 0
-        except Exception:
+        except RewardTimeout:
+            self._log_once(key, traceback.format_exc())
+            return torch.zeros(n, dtype=torch.float32), n  # one by one would hang n times
+        except (Exception, SystemExit):
             self._log_once(key, traceback.format_exc())
         # The batch call failed: score completion by completion so one bad item costs one item.
         values, failed = torch.zeros(n, dtype=torch.float32), 0
         for i in range(n):
             try:
                 values[i] = self._check(fn([completions[i]], **{k: [v[i]] for k, v in columns.items()}), 1)[0]
-            except Exception:
+            except (Exception, SystemExit):
                 failed += 1
                 self._log_once(key, traceback.format_exc())
         return values, failed
@@ -146,3 +155,34 @@ class RewardSet:
         if key not in self._logged:
             self._logged.add(key)
             log.error("reward %r failed; the completion scores 0 (logged once per reward):\n%s", key, tb)
+
+
+class RewardTimeout(TimeoutError):
+    """A reward call did not return within its time limit."""
+
+
+def _limited(fn: RewardFn, seconds: float | None) -> RewardFn:
+    """``fn``, giving up after ``seconds`` (the call goes on in a daemon thread)."""
+    if seconds is None:
+        return fn
+
+    def call(completions, **columns):
+        box: dict = {}
+
+        def target():
+            try:
+                box["value"] = fn(completions, **columns)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = err
+
+        worker = threading.Thread(target=target, daemon=True, name="reward")
+        worker.start()
+        worker.join(seconds)
+        if worker.is_alive():
+            raise RewardTimeout(f"no result after {seconds:g} s (time_limit)")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return call
+

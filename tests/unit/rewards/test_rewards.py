@@ -86,3 +86,38 @@ def test_non_finite_rewards_are_failures():
 def test_column_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="column 'answer' has 1 values for 2 completions"):
         RewardSet([RewardSpec("gsm8k")])(["#### 1", "#### 2"], answer=["1"])
+
+
+def test_a_reward_calling_sys_exit_scores_zero_and_the_run_goes_on():
+    @register("test_exit")
+    def _():
+        def reward(completions, **_):
+            if any("bad" in c for c in completions):
+                raise SystemExit(3)
+            return [1.0] * len(completions)
+
+        return reward
+
+    scores = RewardSet([RewardSpec("test_exit")])(["good", "bad", "good"])
+    assert scores.total.tolist() == [1.0, 0.0, 1.0] and scores.errors["test_exit"] == 1
+
+
+def test_a_reward_that_hangs_is_given_up_after_its_time_limit():
+    import threading
+    import time
+
+    release = threading.Event()
+
+    @register("test_hang")
+    def _():
+        def reward(completions, **_):
+            release.wait(30)  # a reward stuck on a lock, a server, a loop
+            return [1.0] * len(completions)
+
+        return reward
+
+    start = time.monotonic()
+    scores = RewardSet([RewardSpec.from_dict({"name": "test_hang", "time_limit": 0.5})])(["a", "b"])
+    release.set()
+    assert scores.total.tolist() == [0.0, 0.0] and scores.errors["test_hang"] == 2
+    assert time.monotonic() - start < 5  # not once per completion
