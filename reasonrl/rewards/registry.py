@@ -185,4 +185,3 @@ def _limited(fn: RewardFn, seconds: float | None) -> RewardFn:
         return box["value"]
 
     return call
-
