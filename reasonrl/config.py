@@ -223,20 +223,44 @@ def load_recipe(cls, path: str | Path | None, overrides: list[str] | None = None
     if algorithm is None and "--algorithm" in overrides[:-1]:
         algorithm = overrides[overrides.index("--algorithm") + 1]
     prefer = algorithm or data.get("algorithm") or getattr(cls, "algorithm", None)
-    for key, value in parse_overrides(
-        cls, overrides, prefer=prefer if isinstance(prefer, str) else None
-    ).items():
+    flags = parse_overrides(cls, overrides, prefer=prefer if isinstance(prefer, str) else None)
+    for key, value in flags.items():
         _set_path(data, key, value)
+    source = RecipeSource(name, lines, set(flags))
     try:
-        return build(cls, data)
+        recipe = build(cls, data)
     except RecipeError as err:
         message = str(err)
         key = message.split("'")[1] if message.startswith("unknown key") else message.split(":")[0]
-        line = lines.get(key) or lines.get(key.split("[")[0])
         renamed = getattr(cls, "renamed", {})
         if message.startswith("unknown key") and key in renamed:
             message = f"key {key!r} was renamed to {renamed[key]!r}"
-        raise RecipeError(f"{name}:{line}: {message}" if line else f"{name}: {message}") from None
+        raise RecipeError(source.at(key, message)) from None
+    recipe.source = source  # not a field: where each value came from, for later checks
+    return recipe
+
+
+@dataclasses.dataclass
+class RecipeSource:
+    """Where a recipe's values came from: its file's lines, and the keys set by flags."""
+
+    name: str = "<defaults>"
+    lines: dict[str, int] = dataclasses.field(default_factory=dict)
+    flags: set[str] = dataclasses.field(default_factory=set)
+
+    def at(self, key: str, message: str) -> str:
+        """``message`` prefixed with the place ``key`` was set: the flag, or file:line."""
+        base = key.split("[")[0]
+        if key in self.flags or base in self.flags:  # "--rewards: rewards[0]: ...", "--beta: ..."
+            return f"--{base}: {message.removeprefix(base + ': ')}"
+        line = self.lines.get(key) or self.lines.get(base)
+        return f"{self.name}:{line}: {message}" if line else f"{self.name}: {message}"
+
+
+def place(recipe, key: str, problem: str) -> RecipeError:
+    """A RecipeError saying ``key: problem``, prefixed with where ``key`` was set."""
+    source = getattr(recipe, "source", None) or RecipeSource()
+    return RecipeError(source.at(key, f"{key}: {problem}"))
 
 
 def to_dict(obj) -> Any:

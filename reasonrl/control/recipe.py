@@ -14,6 +14,7 @@ class ControlTrain:
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     progress: bool = True
     resume: bool = False  # reload the last checkpoint's networks and optimizers (environments restart)
+    overwrite: bool = False  # replace an earlier run in output_dir (without it, that is an error)
     save_every: int = 0  # environment steps between checkpoints; 0 = at the end only
     save_total_limit: int = 2
     threads: int = 1  # torch threads: small networks run fastest on one

@@ -10,6 +10,22 @@ program          fraction of test cases a sandboxed Python program passes
 """
 
 from reasonrl.rewards import format, gsm8k, math, program, teacher  # noqa: F401  (registration)
-from reasonrl.rewards.registry import RewardScores, RewardSet, RewardSpec, available, build_reward, register
+from reasonrl.rewards.registry import (
+    RewardScores,
+    RewardSet,
+    RewardSpec,
+    available,
+    build_reward,
+    check_reward,
+    register,
+)
 
-__all__ = ["RewardScores", "RewardSet", "RewardSpec", "available", "build_reward", "register"]
+__all__ = [
+    "RewardScores",
+    "RewardSet",
+    "RewardSpec",
+    "available",
+    "build_reward",
+    "check_reward",
+    "register",
+]

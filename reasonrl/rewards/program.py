@@ -39,3 +39,10 @@ def program_reward(
             return [r.fraction for r in results]
 
     return reward
+
+
+def _preflight(allow_weak_sandbox: bool = False, **_) -> None:
+    require_sandbox(allow_weak_sandbox, "program reward")
+
+
+program_reward.preflight = _preflight

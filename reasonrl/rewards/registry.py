@@ -46,6 +46,29 @@ def available() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def check_reward(name: str, options: dict) -> None:
+    """Raise ValueError naming the problem when ``name`` or ``options`` cannot build a reward,
+    without building it (a teacher reward would load a model): the factory's signature is
+    bound to the options, and its ``preflight(**options)``, when it has one, runs."""
+    import inspect
+
+    names = available()
+    if name not in _FACTORIES:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown reward {name!r}{hint} (available: {', '.join(names)})")
+    factory = _FACTORIES[name]
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        allowed = ", ".join(p for p in signature.parameters) or "none"
+        raise ValueError(f"reward {name!r}: {err} (its options: {allowed})") from None
+    preflight = getattr(factory, "preflight", None)
+    if preflight is not None:
+        preflight(**options)
+
+
 def build_reward(name: str, **options) -> RewardFn:
     names = available()
     if name not in _FACTORIES:

@@ -9,24 +9,35 @@ A checkpoint is a folder ``checkpoint-{step:06d}`` holding
                             (zero-rankR.json: its scalars, groups and the partition layout)
     scheduler.json          learning-rate scheduler state
     rng.safetensors         torch RNG state;     state.json: step, python RNG, trainer state
-    COMPLETE                written last
+    MANIFEST.json           written last: every other file's size and SHA-256
 
-Everything is written into a hidden temporary folder that is renamed into place
-only once complete, and a folder without ``COMPLETE`` is never loaded: a run
-killed mid-write leaves the previous checkpoint as the latest one. (Every rank
-first writes its ZeRO partition into a hidden staging folder, which the main
-process moves into the checkpoint before ``COMPLETE``.) Nothing is pickled, so
+Survives a kill at any instant:
+
+* a checkpoint is written into a hidden temporary folder, fsynced, given its manifest,
+  and only then renamed into place; a folder without a manifest is never listed;
+* re-saving a step (a finished run re-run with ``--resume``) swaps the new folder and
+  the old one in one atomic ``renameat2(RENAME_EXCHANGE)`` and then deletes the old
+  one; rotation first renames a checkpoint to a hidden name, then deletes it, so no
+  listed folder is ever partial;
+* ``--resume`` verifies the manifest (sizes and checksums) and falls back to the newest
+  intact checkpoint, saying which it skipped and why.
+
+(Every rank first writes its ZeRO partition into a hidden staging folder, which the
+main process moves into the checkpoint before the manifest.) Nothing is pickled, so
 loading a checkpoint never executes code.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import logging
 import os
 import random
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import torch
@@ -143,10 +154,99 @@ def _named(optimizer) -> dict:
     return {"optimizer": optimizer}
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
+MANIFEST = "MANIFEST.json"
+LEGACY_MARKER = "COMPLETE"  # checkpoints written before manifests
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill tests: SIGKILL this process at the named point of a save
+    when REASONRL_CRASH_AT names it (``name`` or ``name:N`` for its N-th passage)."""
+    wanted = os.environ.get("REASONRL_CRASH_AT")
+    if not wanted:
+        return
+    point, _, nth = wanted.partition(":")
+    if point != name:
+        return
+    _passages[name] = _passages.get(name, 0) + 1
+    if _passages[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_passages: dict[str, int] = {}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_manifest(folder: Path) -> None:
+    """fsync every file, then write (and fsync) the manifest of their sizes and checksums."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.name != MANIFEST:
+            _fsync(path)
+            files[path.name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+            crash_point("manifest")
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"files": files}, indent=1))
+    _fsync(tmp)
+    os.replace(tmp, folder / MANIFEST)
+    _fsync(folder)
+
+
+def verify(folder: Path) -> str | None:
+    """None when ``folder`` is an intact checkpoint, else what is wrong with it."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        return None if (folder / LEGACY_MARKER).exists() else "no manifest (an unfinished save)"
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError) as err:
+        return f"unreadable manifest ({err})"
+    for name, meta in files.items():
+        path = folder / name
+        if not path.exists():
+            return f"{name} is missing"
+        if path.stat().st_size != meta["size"]:
+            return f"{name} has {path.stat().st_size} bytes, the manifest says {meta['size']}"
+        if _sha256(path) != meta["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder so that no kill leaves it listed and partial: rename it to a
+    hidden name first (atomic), then delete."""
+    trash = folder.with_name(f".trash-{folder.name}-{os.getpid()}")
+    os.replace(folder, trash)
+    crash_point("discard")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def save_checkpoint(
@@ -167,7 +267,8 @@ def save_checkpoint(
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"checkpoint-{step:06d}"
-    for stale in [*root.glob(".checkpoint-*.tmp-*"), *root.glob(".staging-*")]:  # left by a killed run
+    left = [*root.glob(".checkpoint-*.tmp-*"), *root.glob(".staging-*"), *root.glob(".trash-*")]
+    for stale in left:  # left by a killed run
         if staged is None or stale != Path(staged):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".checkpoint-{step:06d}.tmp-{os.getpid()}"
@@ -187,35 +288,54 @@ def save_checkpoint(
     version, internal, gauss = random.getstate()
     python_rng = [version, list(internal), gauss]
     (tmp / "state.json").write_text(json.dumps({"step": step, "python_rng": python_rng, **state}))
-    (tmp / "COMPLETE").write_text(str(step))
-    _fsync_tree(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    crash_point("files")
+    write_manifest(tmp)
+    crash_point("written")
+    if final.exists():  # a re-save: swap in one step, then drop the old folder (now at tmp)
+        if _exchange(tmp, final):
+            crash_point("exchanged")
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # no renameat2: the old one is hidden first, so the listed name is never partial
+            _discard(final)
+            os.replace(tmp, final)
+    else:
+        os.replace(tmp, final)
+    _fsync(root)
+    crash_point("renamed")
     for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     return final
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (half-written ones are ignored)."""
+    """Finished checkpoints (with a manifest), oldest first; their files are not verified here."""
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if PATTERN.match(p.name) and (p / "COMPLETE").exists()]
+    found = [
+        p
+        for p in root.iterdir()
+        if PATTERN.match(p.name) and ((p / MANIFEST).exists() or (p / LEGACY_MARKER).exists())
+    ]
     return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    found = list_checkpoints(output_dir)
-    return found[-1] if found else None
+    """The newest checkpoint that verifies; each newer one that does not is named in the log."""
+    for folder in reversed(list_checkpoints(output_dir)):
+        problem = verify(folder)
+        if problem is None:
+            return folder
+        log.warning("skipping checkpoint %s: %s", folder, problem)
+    return None
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
     """Restore weights, optimizer, scheduler and RNG state; return the trainer state."""
     folder = Path(folder)
-    if not (folder / "COMPLETE").exists():
-        raise FileNotFoundError(f"{folder} is not a complete checkpoint")
+    problem = verify(folder)
+    if problem is not None:
+        raise FileNotFoundError(f"{folder} is not an intact checkpoint: {problem}")
     weights = load_file(folder / "weights.safetensors")
     params = dict(model.named_parameters())
     missing = set(weights) ^ {n for n, p in params.items() if p.requires_grad}

@@ -23,7 +23,7 @@ from typing import NoReturn
 import torch
 
 from reasonrl import allocator
-from reasonrl.config import dump_recipe, to_dict
+from reasonrl.config import RecipeError, dump_recipe, to_dict
 from reasonrl.runtime import checkpoint
 from reasonrl.runtime.runlog import RunLog
 
@@ -70,6 +70,14 @@ def make_accelerator(**kwargs):
     return accelerator
 
 
+PREVIOUS_RUN = ("metrics.jsonl", "completions.jsonl", "checkpoints", "final")
+
+
+def previous_run(folder: Path) -> list[str]:
+    """What an earlier run left in ``folder`` (empty when there is none)."""
+    return [name for name in PREVIOUS_RUN if (Path(folder) / name).exists()]
+
+
 @dataclass
 class RunConfig:
     """What the run scaffolding needs to know; each field means what the recipe key of
@@ -78,6 +86,7 @@ class RunConfig:
     output_dir: str
     seed: int = 0
     resume: bool = False  # continue from the newest complete checkpoint in output_dir
+    overwrite: bool = False  # replace an earlier run's logs and checkpoints (else: an error)
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     progress: bool = True
     save_steps: int = 0  # steps between checkpoints; 0 = at the end only
@@ -117,6 +126,12 @@ class Run:
         is_main = accelerator.is_main_process
         run = cls(config, accelerator, RunLog(output_dir, accelerator, is_main), output_dir)
         if is_main:
+            earlier = previous_run(output_dir)
+            if earlier and not (config.resume or config.overwrite):
+                raise RecipeError(
+                    f"{output_dir} holds an earlier run ({', '.join(earlier)}): pass --overwrite to replace "
+                    "it or --resume to continue it, or choose another --output_dir"
+                )
             if not config.resume:
                 run.clear_previous()
             if record is not None:
@@ -134,14 +149,10 @@ class Run:
         return run
 
     def clear_previous(self) -> None:
-        """A fresh (not resumed) run replaces an earlier run's logs and checkpoints in its folder."""
-        old = [self.log.metrics_path, self.log.completions_path, self.output_dir / "checkpoints"]
+        """--overwrite: remove an earlier run's logs, checkpoints and final weights."""
+        old = [self.output_dir / name for name in PREVIOUS_RUN]
         if any(p.exists() for p in old):
-            log.warning(
-                "%s holds an earlier run: its metrics and checkpoints are replaced "
-                "(use --resume to continue it instead)",
-                self.output_dir,
-            )
+            log.warning("%s: the earlier run there is replaced (--overwrite)", self.output_dir)
             for path in old:
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -258,7 +269,8 @@ class Run:
             return 0
         folder = checkpoint.latest_checkpoint(self.output_dir)
         if folder is None:
-            log.warning("resume: no complete checkpoint in %s; starting from step 0", self.output_dir)
+            log.warning("resume: no intact checkpoint in %s; starting from step 0", self.output_dir)
+            self.log.truncate_after(0)  # what a killed first attempt logged is logged again
             return 0
         with self.gathered(model, modified=True):
             state = checkpoint.load_checkpoint(

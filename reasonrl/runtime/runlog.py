@@ -12,9 +12,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 log = logging.getLogger("reasonrl")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The JSON lines of ``path`` that parse; a torn one (a kill mid-write) is dropped with a warning."""
+    kept = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except ValueError:
+            log.warning("%s:%d: dropping a torn line (%d characters)", path, number, len(line))
+            continue
+        kept.append(line)
+    return kept
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -41,13 +57,16 @@ class RunLog:
             logging.getLogger().addHandler(handler)
 
     def truncate_after(self, step: int) -> None:
-        """On resume: forget what was logged after the checkpoint's step."""
+        """On resume: forget what was logged after the checkpoint's step (and any line a
+        kill tore in half, with a warning)."""
         if not self.is_main:
             return
         for path in (self.metrics_path, self.completions_path):
             if path.exists():
-                kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-                path.write_text("".join(line + "\n" for line in kept))
+                kept = [line for line in read_lines(path) if json.loads(line)["step"] <= step]
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text("".join(line + "\n" for line in kept))
+                os.replace(tmp, path)
 
     def metrics(self, step: int, values: dict) -> None:
         if not self.is_main:
@@ -69,7 +88,7 @@ class RunLog:
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in read_lines(self.metrics_path)]
 
     def plot(self, keys: list[str], filename: str = "reward_curve.png", title: str = "reward") -> Path | None:
         """Plot ``keys`` from metrics.jsonl against step, each with a moving average."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 def train(recipe):
-    """Run the recipe's algorithm; returns the finished Run."""
+    """Validate the recipe (before any model loads or any file changes), then run its
+    algorithm; returns the finished Run."""
+    from reasonrl.trainers.validate import validate
+
+    validate(recipe)
     if recipe.algorithm == "grpo":
         from reasonrl.trainers.grpo import train_grpo
 

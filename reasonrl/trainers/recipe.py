@@ -133,6 +133,7 @@ class TrainSection:
     save_steps: int = 0  # 0 = save only at the end
     save_total_limit: int = 2
     resume: bool = False  # continue from the last checkpoint in output_dir
+    overwrite: bool = False  # replace an earlier run in output_dir (without it, that is an error)
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, wandb, or none
     completions_to_log: int = 4  # sample completions written per step
     progress: bool = True

@@ -75,7 +75,7 @@ def test_grpo_recipe_runs_under_every_launch_config(tmp_path, config, engine):
     assert "2 process(es)" in log
     assert f"rollout engine: {'VLLMEngine' if engine == 'vllm' else 'HFEngine'}" in log
     assert (out / "final" / "model.safetensors").exists()
-    assert (out / "checkpoints" / "checkpoint-000002" / "COMPLETE").exists()
+    assert (out / "checkpoints" / "checkpoint-000002" / "MANIFEST.json").exists()
 
 
 @pytest.mark.parametrize("config", ["zero2", "zero3"])

@@ -54,7 +54,7 @@ def test_sac_pendulum_reaches_minus_250_within_20k_steps(tmp_path):
     )
     assert summary["solved_at"] is not None and summary["solved_at"] <= 20_000
     assert summary["steps"] == summary["solved_at"]  # stopped there, and saved its networks
-    assert (tmp_path / "checkpoints" / f"checkpoint-{summary['steps']:06d}" / "COMPLETE").exists()
+    assert (tmp_path / "checkpoints" / f"checkpoint-{summary['steps']:06d}" / "MANIFEST.json").exists()
 
 
 def test_control_run_outputs(tmp_path):
@@ -71,5 +71,5 @@ def test_control_run_outputs(tmp_path):
     assert (tmp_path / "final" / "agent.safetensors").exists()
     assert (tmp_path / "return_curve.png").stat().st_size > 1000
     assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
-    assert (tmp_path / "checkpoints" / "checkpoint-004096" / "COMPLETE").exists()
+    assert (tmp_path / "checkpoints" / "checkpoint-004096" / "MANIFEST.json").exists()
     assert "steps_per_second" in metrics(tmp_path)[-1]

@@ -42,7 +42,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
 
-    monkeypatch.setattr(checkpoint, "_fsync_tree", crash)
+    monkeypatch.setattr(checkpoint, "write_manifest", crash)
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_checkpoint(tmp_path, 2, model, optimizer, scheduler, {})
     assert checkpoint.latest_checkpoint(tmp_path).name == "checkpoint-000001"
@@ -58,7 +58,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
 
 def test_incomplete_folder_is_refused(tmp_path):
     (tmp_path / "checkpoint-000005").mkdir()
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+    with pytest.raises(FileNotFoundError, match="not an intact checkpoint: no manifest"):
         checkpoint.load_checkpoint(tmp_path / "checkpoint-000005", *make())
 
 
@@ -105,3 +105,28 @@ def test_zero_partitions_are_staged_into_the_checkpoint_and_restored_by_position
     assert not checkpoint.load_zero_partition(folder, 1, torch.optim.AdamW(other), other)
     assert not checkpoint.load_zero_partition(folder, 0, torch.optim.AdamW(other), other)  # no such rank
     assert "restart from zero" in caplog.text
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_with_the_reason(tmp_path, caplog):
+    model, optimizer, scheduler = make()
+    for step in (1, 2):
+        checkpoint.save_checkpoint(tmp_path, step, model, optimizer, scheduler, {}, keep=3)
+    newest = tmp_path / "checkpoints" / "checkpoint-000002"
+    (newest / "scheduler.json").unlink()  # a file lost after the manifest was written
+    assert checkpoint.latest_checkpoint(tmp_path).name == "checkpoint-000001"
+    assert "skipping checkpoint" in caplog.text and "scheduler.json is missing" in caplog.text
+    with open(tmp_path / "checkpoints" / "checkpoint-000001" / "weights.safetensors", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01")  # same size, other bytes
+    assert checkpoint.latest_checkpoint(tmp_path) is None
+    assert "does not match its checksum" in caplog.text
+
+
+def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path, caplog):
+    from reasonrl.runtime.runlog import RunLog
+
+    runlog = RunLog(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "x": 1}\n{"step": 2, "x": 2}\n{"step": 3, "x"')
+    runlog.truncate_after(2)
+    assert [r["step"] for r in runlog.read_metrics()] == [1, 2]
+    assert "dropping a torn line" in caplog.text

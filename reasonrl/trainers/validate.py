@@ -1,0 +1,154 @@
+"""Check a whole recipe, its rewards and its data before any model loads and before
+anything in the output folder changes.
+
+Every problem is a ``RecipeError`` naming the place (``recipe.yaml:14:`` or the flag
+``--max_steps``), the key and the values allowed; the command line turns it into one
+line and exit code 2. Type errors were already caught when the recipe was parsed
+(``reasonrl.config``); here are the ranges, the cross-key rules, the rewards (names and
+options, without building them) and the data (readable, not empty).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reasonrl.config import RecipeError, place
+from reasonrl.data import DataError, load_problems
+from reasonrl.data.preference import load_pairs
+from reasonrl.rewards import check_reward
+from reasonrl.rewards.registry import RewardSpec
+from reasonrl.rewards.sandbox import SandboxUnavailable
+from reasonrl.runtime.run import previous_run
+from reasonrl.trainers.recipe import Recipe
+
+# (key, test, what is allowed)
+_positive = (lambda v: v > 0, "a number > 0")
+_at_least_one = (lambda v: v >= 1, "an integer >= 1")
+_non_negative = (lambda v: v >= 0, "a number >= 0")
+_unit = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
+RANGES = {
+    "train.learning_rate": _positive,
+    "train.max_steps": _at_least_one,
+    "train.micro_batch_size": _at_least_one,
+    "train.weight_decay": _non_negative,
+    "train.warmup_steps": _non_negative,
+    "train.max_grad_norm": _positive,
+    "train.logging_steps": _at_least_one,
+    "train.save_steps": _non_negative,
+    "train.save_total_limit": _at_least_one,
+    "train.completions_to_log": _non_negative,
+    "rollout.max_model_len": _at_least_one,
+    "rollout.kv_cache_gib": _positive,
+    "rollout.top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "rollout.gpu_memory_utilization": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "grpo.prompts_per_step": _at_least_one,
+    "grpo.num_generations": (lambda v: v >= 2, "an integer >= 2 (group-relative advantages need a group)"),
+    "grpo.max_completion_length": _at_least_one,
+    "grpo.temperature": (lambda v: v > 0, "a number > 0 (sampling; 0 would make every completion the same)"),
+    "grpo.beta": _non_negative,
+    "grpo.epsilon": _non_negative,
+    "grpo.num_iterations": _at_least_one,
+    "grpo.num_minibatches": _at_least_one,
+    "ppo.prompts_per_step": _at_least_one,
+    "ppo.max_completion_length": _at_least_one,
+    "ppo.temperature": (lambda v: v > 0, "a number > 0"),
+    "ppo.kl_coef": _non_negative,
+    "ppo.gamma": _unit,
+    "ppo.gae_lambda": _unit,
+    "ppo.clip_coef": _non_negative,
+    "ppo.value_clip": _non_negative,
+    "ppo.vf_coef": _non_negative,
+    "ppo.ent_coef": _non_negative,
+    "ppo.num_iterations": _at_least_one,
+    "ppo.num_minibatches": _at_least_one,
+    "dpo.beta": _positive,
+    "dpo.label_smoothing": (lambda v: 0 <= v < 0.5, "a number in [0, 0.5)"),
+    "dpo.max_length": _at_least_one,
+    "dpo.batch_size": _at_least_one,
+    "dpo.rounds": _at_least_one,
+    "dpo.prompts_per_round": _at_least_one,
+    "dpo.num_generations": (lambda v: v >= 2, "an integer >= 2 (a pair needs two completions)"),
+    "dpo.max_completion_length": _at_least_one,
+    "dpo.temperature": (lambda v: v > 0, "a number > 0"),
+    "dpo.eval_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "dpo.eval_samples": _non_negative,
+}
+SECTIONS = {"grpo": "grpo.", "ppo": "ppo.", "dpo": "dpo."}  # the algorithm's own section is checked
+
+
+def _get(recipe, key: str):
+    value = recipe
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_ranges(recipe: Recipe) -> None:
+    for key, (ok, allowed) in RANGES.items():
+        section = key.split(".")[0]
+        if section in SECTIONS and section != recipe.algorithm:
+            continue
+        value = _get(recipe, key)
+        if value is not None and not ok(value):
+            raise place(recipe, key, f"must be {allowed}, got {value!r}")
+    lora = recipe.model.lora
+    if lora is not None and lora.r < 1:
+        raise place(recipe, "model.lora.r", f"must be an integer >= 1, got {lora.r!r}")
+    if recipe.algorithm == "grpo":
+        cfg = recipe.grpo
+        if cfg.epsilon_high is not None and cfg.epsilon_high < 0:
+            raise place(
+                recipe, "grpo.epsilon_high", f"grpo.epsilon_high must be >= 0, got {cfg.epsilon_high}"
+            )
+
+
+def check_rewards(recipe: Recipe) -> list[RewardSpec]:
+    specs = []
+    for i, entry in enumerate(recipe.rewards):
+        where = f"rewards[{i}]"
+        try:
+            spec = RewardSpec.from_dict(entry, where)
+            check_reward(spec.name, spec.options)
+        except (ValueError, SandboxUnavailable) as err:
+            raise place(recipe, where, str(err).removeprefix(f"{where}: ")) from None
+        specs.append(spec)
+    if not specs:
+        raise place(recipe, "rewards", "a recipe needs at least one reward")
+    return specs
+
+
+def check_data(recipe: Recipe) -> None:
+    data = recipe.data
+    offline_pairs = recipe.algorithm == "dpo" and not recipe.dpo.on_policy
+    try:
+        rows = (load_pairs if offline_pairs else load_problems)(data.source, data.split, data.limit)
+    except (DataError, FileNotFoundError, OSError, ValueError) as err:
+        raise place(recipe, "data.source", f"{data.source!r}: {err}") from None
+    if not rows:
+        what = "preference pairs" if offline_pairs else "problems"
+        raise place(recipe, "data.source", f"{data.source!r} [{data.split}] holds no {what}")
+
+
+def check_output(recipe: Recipe) -> None:
+    """An earlier run in the output folder is kept unless --overwrite (or --resume) says otherwise."""
+    train = recipe.train
+    if train.resume and train.overwrite:
+        raise place(recipe, "train.overwrite", "--overwrite and --resume exclude each other: pick one")
+    earlier = previous_run(Path(train.output_dir))
+    if earlier and not (train.resume or train.overwrite):
+        raise place(
+            recipe,
+            "train.output_dir",
+            f"{train.output_dir!r} holds an earlier run ({', '.join(earlier)}): pass --overwrite to replace "
+            "it or --resume to continue it, or choose another --output_dir",
+        )
+
+
+def validate(recipe: Recipe) -> None:
+    """Everything that can be checked without a model; raises RecipeError at the first problem."""
+    if recipe.algorithm not in SECTIONS:
+        raise RecipeError(f"algorithm: must be one of {sorted(SECTIONS)}, got {recipe.algorithm!r}")
+    check_ranges(recipe)
+    check_rewards(recipe)
+    check_data(recipe)
+    check_output(recipe)

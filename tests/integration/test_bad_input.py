@@ -1,0 +1,121 @@
+"""Every bad input gets exit code 2 and one line naming the place, before any model loads
+and before anything in the output folder changes.
+
+The table lists each bad input tried and the message it must give. Each case runs the
+real command line in this process, with model loading made to fail the test, on an
+output folder that already holds a finished run, passed with --overwrite: a mistake
+must not delete that run.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+import reasonrl.trainers.policy as policy
+from reasonrl.cli import main
+from tests.helpers import ROOT
+
+GRPO = "recipes/synthetic/grpo-tiny.yaml"
+PPO = "recipes/synthetic/ppo-tiny.yaml"
+DPO = "recipes/synthetic/dpo-tiny.yaml"
+
+CASES = [
+    # (recipe, flags, the message, in part)
+    (
+        GRPO,
+        ["--rewards", "[{name: gsm8kk}]"],
+        "--rewards: rewards[0]: unknown reward 'gsm8kk'; did you mean 'gsm8k'?",
+    ),
+    (
+        GRPO,
+        ["--rewards", "[{name: gsm8k, moed: strict}]"],
+        "unexpected keyword argument 'moed' (its options: mode",
+    ),
+    (GRPO, ["--rewards", "[]"], "--rewards: a recipe needs at least one reward"),
+    (GRPO, ["--learning_rate", "-1"], "--train.learning_rate: must be a number > 0, got -1.0"),
+    (GRPO, ["--num_generations", "1"], "--grpo.num_generations: must be an integer >= 2"),
+    (GRPO, ["--num_generations", "0"], "--grpo.num_generations: must be an integer >= 2"),
+    (GRPO, ["--micro_batch_size", "0"], "--train.micro_batch_size: must be an integer >= 1, got 0"),
+    (GRPO, ["--grpo.temperature", "-0.5"], "--grpo.temperature: must be a number > 0"),
+    (GRPO, ["--prompts_per_step", "0"], "--grpo.prompts_per_step: must be an integer >= 1"),
+    (GRPO, ["--beta", "-0.1"], "--grpo.beta: must be a number >= 0"),
+    (GRPO, ["--top_p", "0"], "--rollout.top_p: must be a number in (0, 1]"),
+    (GRPO, ["--model.lora.r", "0"], "--model.lora.r: must be an integer >= 1"),
+    (GRPO, ["--max_steps", "abc"], "--train.max_steps: expected an integer, got 'abc'"),
+    (GRPO, ["--max_steps", "0"], "--train.max_steps: must be an integer >= 1, got 0"),
+    (GRPO, ["--betta", "0.1"], "unknown override --betta; did you mean"),
+    (GRPO, ["--algorithm", "sft"], "algorithm: must be one of ['grpo', 'ppo', 'dpo'], got 'sft'"),
+    (GRPO, ["--data.source", "no/such/file.jsonl"], "--data.source: 'no/such/file.jsonl': GSM8K source"),
+    (GRPO, ["--data.source", "EMPTY"], "holds no problems"),
+    (GRPO, ["--data.limit", "0"], "holds no problems"),
+    (GRPO, ["--resume"], "--overwrite and --resume exclude each other"),
+    (PPO, ["--lam", "0.9"], "override --lam: renamed to --ppo.gae_lambda"),
+    (PPO, ["--gamma", "1.5"], "--ppo.gamma: must be a number in [0, 1], got 1.5"),
+    (DPO, ["--label_smoothing", "0.7"], "--dpo.label_smoothing: must be a number in [0, 0.5)"),
+    (DPO, ["--dpo.num_generations", "1"], "--dpo.num_generations: must be an integer >= 2"),
+]
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (out / "checkpoints" / "checkpoint-5" / "model.safetensors").write_bytes(b"weights")
+    (out / "metrics.jsonl").write_text('{"step": 5}\n')
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_model_loads(monkeypatch):
+    def refuse(*_, **__):
+        raise AssertionError("a model was loaded before the recipe was validated")
+
+    monkeypatch.setattr(policy, "build_policy", refuse)
+
+
+@pytest.mark.parametrize("recipe, flags, message", CASES, ids=[" ".join(c[1]) for c in CASES])
+def test_bad_input_is_named_before_anything_is_touched(
+    recipe, flags, message, finished_run, tmp_path, capsys
+):
+    flags = [str(tmp_path / "empty.jsonl") if f == "EMPTY" else f for f in flags]
+    (tmp_path / "empty.jsonl").write_text("")
+    code = main(["train", str(ROOT / recipe), "--output_dir", str(finished_run), "--overwrite", *flags])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert (finished_run / "metrics.jsonl").read_text() == '{"step": 5}\n'  # the earlier run is intact
+    assert (finished_run / "checkpoints" / "checkpoint-5" / "model.safetensors").exists()
+
+
+def test_an_earlier_run_is_kept_without_overwrite(finished_run, capsys):
+    code = main(["train", str(ROOT / GRPO), "--output_dir", str(finished_run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds an earlier run (metrics.jsonl, checkpoints): pass --overwrite" in err
+    assert (finished_run / "metrics.jsonl").exists()
+
+
+def test_the_real_command_exits_2_with_one_line(finished_run):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reasonrl",
+            "train",
+            GRPO,
+            "--output_dir",
+            str(finished_run),
+            "--learning_rate",
+            "-1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines()[-1] == "error: --train.learning_rate: must be a number > 0, got -1.0"
+    )
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,46 @@
+"""LLM PPO and the CartPole PPO agent resume from their checkpoints."""
+
+import json
+import shutil
+
+import torch
+from safetensors.torch import load_file
+
+from reasonrl.runtime.checkpoint import verify
+from tests.helpers import QUIET, cli, metrics, without_timing
+
+
+def test_llm_ppo_resumes_to_the_same_weights_value_head_and_metrics(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    options = ["--max_steps", "6", "--save_steps", "4", "--prompts_per_step", "32", *QUIET]
+    cli("train", "recipes/synthetic/ppo-tiny.yaml", "--output_dir", str(straight), *options)
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "checkpoint-000006")
+    shutil.rmtree(resumed / "final")
+    cli("train", "recipes/synthetic/ppo-tiny.yaml", "--output_dir", str(resumed), "--resume", *options)
+    assert "resumed from" in (resumed / "train.log").read_text()
+    assert without_timing(metrics(resumed)) == without_timing(metrics(straight))
+    for name in ("model.safetensors", "value_head.safetensors"):
+        a, b = load_file(straight / "final" / name), load_file(resumed / "final" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_control_agent_resumes_from_its_checkpoint(tmp_path):
+    """CartPole PPO: the networks and optimizer come back (the environments restart, so the
+    rest of the run is not the uninterrupted one), the log keeps what came before."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    options = ["--total_steps", "4096", "--save_every", "2048", *QUIET]
+    cli("control", "recipes/control/ppo-cartpole.yaml", "--output_dir", str(straight), *options)
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "checkpoint-004096")
+    shutil.rmtree(resumed / "final")
+    out = cli(
+        "control", "recipes/control/ppo-cartpole.yaml", "--output_dir", str(resumed), "--resume", *options
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1])["steps"] == 4096
+    assert "resumed from" in (resumed / "train.log").read_text()
+    steps = [r["step"] for r in metrics(resumed)]
+    assert steps == sorted(set(steps)) and steps[-1] == 4096  # no step logged twice
+    kept = [r for r in metrics(resumed) if r["step"] <= 2048]
+    assert without_timing(kept) == without_timing([r for r in metrics(straight) if r["step"] <= 2048])
+    assert verify(resumed / "checkpoints" / "checkpoint-004096") is None
