@@ -100,7 +100,12 @@ def _eval(args: argparse.Namespace) -> int:
         options["output"] = str(
             Path(options["adapter"]).parent / "eval"
         )  # next to the run: the model card reads it
-    summary = evaluate(EvalConfig(**options))
+    if options.get("env"):
+        from reasonrl.eval.agent import evaluate_env
+
+        summary = evaluate_env(EvalConfig(**options))
+    else:
+        summary = evaluate(EvalConfig(**options))
     print(
         f"{summary['task']} ({summary['n']} problems, {summary['num_fewshot']}-shot, {summary['engine']}, "
         f"{summary['seconds']:.0f} s)"
@@ -171,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", help="folder for items.jsonl and summary.json")
     ev.add_argument("--no-progress", dest="progress", action="store_false")
+    ev.add_argument("--env", help="evaluate an agent in a multi-turn environment: tool, feedback, lookup")
+    ev.add_argument("--max-turns", dest="max_turns", type=int, default=4)
+    ev.add_argument("--max-episode-tokens", dest="max_episode_tokens", type=int, default=1024)
     ev.set_defaults(func=_eval)
 
     push = commands.add_parser("push", help="upload a run's final adapter and a model card to the hub")

@@ -251,8 +251,12 @@ class RecipeSource:
     def at(self, key: str, message: str) -> str:
         """``message`` prefixed with the place ``key`` was set: the flag, or file:line."""
         base = key.split("[")[0]
-        if key in self.flags or base in self.flags:  # "--rewards: rewards[0]: ...", "--beta: ..."
-            return f"--{base}: {message.removeprefix(base + ': ')}"
+        parts = base.split(".")
+        flag = next(
+            (".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in self.flags), None
+        )
+        if flag is not None:  # "--rewards: rewards[0]: ...", "--beta: ...", "--env: env.max_turns: ..."
+            return f"--{flag}: {message.removeprefix(flag + ': ')}"
         line = self.lines.get(key) or self.lines.get(base)
         return f"{self.name}:{line}: {message}" if line else f"{self.name}: {message}"
 

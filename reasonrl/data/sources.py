@@ -2,7 +2,8 @@
 
 ``synthetic:LEVEL[:N[:SEED]]`` draws N (default 1000) synthetic problems of difficulty
 LEVEL (``0`` for the tiny-model arithmetic drill, ``1-4`` for a range), so a recipe
-needs no data file at all.
+needs no data file at all. ``lookup[:N[:SEED]]`` draws rows of the lookup toy
+environment (``k3:``, a hidden digit).
 """
 
 from __future__ import annotations
@@ -29,8 +30,23 @@ def parse_synthetic(source: str) -> tuple[tuple[int, int], int, int]:
     return levels, n, seed
 
 
+def lookup_problems(source: str, split: str) -> list[Problem]:
+    """``lookup[:N[:SEED]]``: the key is shown, the digit to answer is hidden behind the tool."""
+    import random
+
+    parts = source.split(":")[1:]
+    try:
+        n, seed = int(parts[0]) if parts else 1000, int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ValueError(f"lookup source {source!r}: use lookup[:N[:SEED]]") from None
+    rng = random.Random(seed * 2 + (split != "train"))
+    return [Problem(f"k{rng.randrange(10)}:", "", str(rng.randrange(10))) for _ in range(n)]
+
+
 def load_problems(source: str, split: str = "train", limit: int | None = None) -> list[Problem]:
-    if source.startswith("synthetic:"):
+    if source == "lookup" or source.startswith("lookup:"):
+        problems = lookup_problems(source, split)
+    elif source.startswith("synthetic:"):
         levels, n, seed = parse_synthetic(source)
         # a distinct seed per split, so "test" problems are not the "train" ones
         problems = generate(n, levels, seed=seed * 2 + (split != "train"))

@@ -47,6 +47,9 @@ class EvalConfig:
     output: str | None = None
     instruction: str = CHAT_INSTRUCTION  # for the chat task
     progress: bool = True
+    env: str | None = None  # evaluate an agent in this multi-turn environment (reasonrl.envs)
+    max_turns: int = 4
+    max_episode_tokens: int = 1024
 
 
 def _fewshot_source(data: str, given: str | None) -> tuple[str, str]:

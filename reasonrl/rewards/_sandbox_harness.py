@@ -38,6 +38,25 @@ def encode(value, depth: int = 0):
     raise TypeError(f"a {kind.__name__} is not plain data")
 
 
+class Bounded:
+    """A text stream that keeps the first ``limit`` characters written to it."""
+
+    def __init__(self, limit: int):
+        self.limit, self.parts, self.size = limit, [], 0
+
+    def write(self, text: str) -> int:
+        if self.size < self.limit:
+            self.parts.append(text[: self.limit - self.size])
+            self.size += len(self.parts[-1])
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 def limit(memory: int, cpu: int, processes: int) -> None:
     for what, value in [
         (resource.RLIMIT_AS, memory),
@@ -82,6 +101,8 @@ def main() -> None:
     with open(os.path.join(inputs, "tests.json")) as f:
         tests = json.load(f)
     out = os.fdopen(fd, "w", buffering=1)
+    printed = Bounded(64 * 1024)
+    sys.stdout = sys.stderr = printed  # what the program prints (a tool's answer)
     sys.addaudithook(audit_hook())
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
@@ -99,6 +120,7 @@ def main() -> None:
         except BaseException as err:
             record = {"test": i, "error": f"{type(err).__name__}: {err}"[:300]}
         out.write(json.dumps(record) + "\n")
+    out.write(json.dumps({"stdout": printed.text()}) + "\n")
     out.flush()
     os._exit(0)
 

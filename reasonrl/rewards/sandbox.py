@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from reasonrl.rewards.checks import Check, InvalidCheck, holds, parse_check
@@ -51,7 +52,7 @@ HARNESS = Path(__file__).with_name("_sandbox_harness.py")
 MAX_RESULT_BYTES = 256 * 1024
 _runs = itertools.count()
 
-__all__ = ["SandboxResult", "SandboxUnavailable", "run_program", "sandbox_available"]
+__all__ = ["SandboxResult", "SandboxUnavailable", "run_program", "run_script", "sandbox_available"]
 
 
 class SandboxUnavailable(RuntimeError):
@@ -120,15 +121,15 @@ def run_program(
     pending = [c for c in checks if c is not None and not c.literal]
     if pending:  # right sides that are not literals: evaluated in a run without the program
         specs = [Check("", c.expected_source, "==", None) for c in pending]
-        values, _, status, errs = _run("", specs, timeout, memory_mb, max_processes, disk_mb)
-        for check, value, err in zip(pending, values, errs, strict=True):
+        side = _run("", specs, timeout, memory_mb, max_processes, disk_mb)
+        for check, value, err in zip(pending, side.values, side.errors, strict=True):
             if err is None:
                 check.expected = value
             else:
                 errors.append(f"expected value {check.expected_source!r} cannot be computed: {err}")
     live = [c for c in checks if c is not None and c.literal]
-    values, program_errors, status, errs = _run(code, live, timeout, memory_mb, max_processes, disk_mb)
-    by_check = dict(zip(map(id, live), zip(values, errs, strict=True), strict=True))
+    out = _run(code, live, timeout, memory_mb, max_processes, disk_mb)
+    by_check = dict(zip(map(id, live), zip(out.values, out.errors, strict=True), strict=True))
     passed = []
     for check in checks:
         if check is None or id(check) not in by_check:
@@ -138,10 +139,33 @@ def run_program(
         passed.append(err is None and value is not _MISSING and holds(check, value))
         if err is not None:
             errors.append(err)
-    return SandboxResult(passed=passed, status=status, network="bwrap", errors=program_errors + errors)
+    return SandboxResult(
+        passed=passed, status=out.status, network="bwrap", errors=out.program_errors + errors
+    )
 
 
 _MISSING = object()
+
+
+def run_script(code: str, timeout: float = 5.0, memory_mb: int = 512, allow_weak: bool = False) -> str:
+    """Run ``code`` in the sandbox and return what it printed (and its error, if it raised):
+    the Python tool of the multi-turn environments."""
+    if sandbox_available() is not None:
+        require_sandbox(allow_weak, "run_script")
+        raise SandboxUnavailable("the python tool needs bubblewrap (no weak mode for tools yet)")
+    out = _run(code, [], timeout, memory_mb, 16, 64)
+    errors = out.program_errors + ([f"timed out after {timeout:g} s"] if out.status == "timeout" else [])
+    text = "\n".join([out.printed.rstrip(), *errors]).strip()
+    return text or "(no output)"
+
+
+@dataclass
+class _RunOutput:
+    values: list  # per check: the value sent back, or _MISSING
+    program_errors: list[str]
+    status: str  # "ok", "timeout", "crashed"
+    errors: list  # per check: None or what went wrong
+    printed: str  # what the program printed (first 64 KiB)
 
 
 def _namespace_args() -> list[str]:
@@ -178,8 +202,8 @@ def _bwrap_command(inputs: Path, memory_mb: int, cpu: int, max_processes: int, d
     return args + [str(memory_mb * 2**20), str(cpu), str(max_processes)]
 
 
-def _run(code: str, checks: list[Check], timeout, memory_mb, max_processes, disk_mb):
-    """One sandbox run: (values, program errors, status, per-check error or None)."""
+def _run(code: str, checks: list[Check], timeout, memory_mb, max_processes, disk_mb) -> _RunOutput:
+    """One sandbox run of ``code`` and ``checks``."""
     inputs = Path(tempfile.mkdtemp(prefix="reasonrl-sandbox-"))
     group = CGroup.make(f"reasonrl-{os.getpid()}-{next(_runs)}", memory_mb, max_processes)
     read_fd, write_fd = os.pipe()
@@ -245,7 +269,7 @@ def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
 
 def _parse(data: bytes, n: int, timed_out: bool):
     """The first record the sandbox sent for each check (later ones for the same check are ignored)."""
-    values, errs, program_errors, seen = [_MISSING] * n, [None] * n, [], set()
+    values, errs, program_errors, seen, printed = [_MISSING] * n, [None] * n, [], set(), None
     for line in data.decode("utf-8", "replace").splitlines():
         try:
             record = json.loads(line)
@@ -255,6 +279,9 @@ def _parse(data: bytes, n: int, timed_out: bool):
             continue
         if "program_error" in record and not seen:
             program_errors.append(str(record["program_error"])[:500])
+            continue
+        if "stdout" in record and printed is None:
+            printed = str(record["stdout"])
             continue
         i = record.get("test")
         if type(i) is not int or not 0 <= i < n or i in seen:
@@ -268,7 +295,7 @@ def _parse(data: bytes, n: int, timed_out: bool):
         if i not in seen:
             errs[i] = "timed out before this test" if timed_out else "the sandbox ended before this test"
     status = "timeout" if timed_out else ("ok" if len(seen) == n else "crashed")
-    return values, program_errors, status, errs
+    return _RunOutput(values, program_errors, status, errs, printed or "")
 
 
 class CGroup:

@@ -55,7 +55,12 @@ class TokenBatch:
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            picked[f.name] = value[index] if isinstance(value, torch.Tensor) else [value[i] for i in index]
+            if value is None:
+                picked[f.name] = None
+            elif isinstance(value, torch.Tensor):
+                picked[f.name] = value[index]
+            else:
+                picked[f.name] = [value[i] for i in index]
         return type(self)(**picked)
 
     @staticmethod
@@ -105,6 +110,14 @@ class Rollouts(TokenBatch):
     prompts: list[str]  # rendered prompt text, per completion
     texts: list[str]  # decoded completion (stop strings removed), per completion
     finish_reasons: list[str]  # "stop" (eos or stop string) or "length"
+    # [N, C] bool, multi-turn episodes only: true where the model wrote the token (the
+    # environment's tokens are context, never trained on); None: every completion token
+    model_mask: torch.Tensor | None = None
+
+    @property
+    def loss_mask(self) -> torch.Tensor:
+        """[N, C] bool: the tokens the losses, KL and entropy count."""
+        return self.completion_mask if self.model_mask is None else self.model_mask & self.completion_mask
 
     @property
     def truncated(self) -> torch.Tensor:
@@ -122,6 +135,7 @@ class Rollouts(TokenBatch):
         texts: list[str],
         finish_reasons: list[str],
         pad_token_id: int,
+        owners: list[list[bool]] | None = None,
     ) -> Rollouts:
         n = len(completion_ids)
         per_completion = dict(
@@ -141,7 +155,11 @@ class Rollouts(TokenBatch):
         tokens = cls.padded(prompt_ids, completion_ids, pad_token_id)
         C = tokens["completion_ids"].shape[1]
         c_lp, _ = _pad(logprobs, C, 0.0, torch.float32, left=False)
+        model_mask = None
+        if owners is not None:
+            model_mask, _ = _pad(owners, C, False, torch.bool, left=False)
         return cls(
+            model_mask=model_mask,
             **tokens,
             sampling_logprobs=c_lp,
             group_ids=torch.tensor(group_ids, dtype=torch.long),

@@ -13,7 +13,9 @@ from reasonrl.rollout.batch import Rollouts
 
 log = logging.getLogger(__name__)
 
-Prompt = str | list[dict]  # raw text, or chat messages rendered with the tokenizer's template
+# raw text, chat messages rendered with the tokenizer's template, or token ids as they are
+# (a multi-turn episode so far: its earlier turns' tokens are kept exactly as sampled)
+Prompt = str | list[dict] | list[int]
 
 
 @dataclass
@@ -57,6 +59,8 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
     """The text the model sees: raw strings as they are, chat messages through the template."""
     if isinstance(prompt, str):
         return prompt
+    if prompt and all(isinstance(t, int) for t in prompt):
+        return tokenizer.decode(prompt, skip_special_tokens=False)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("chat messages given but the tokenizer has no chat template")
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
@@ -69,7 +73,12 @@ def encode_prompts(tokenizer, prompts: list[Prompt]) -> tuple[list[str], list[li
     tokens are added on top.
     """
     texts = [render_prompt(tokenizer, p) for p in prompts]
-    ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    ids = [
+        list(p)
+        if p and all(isinstance(t, int) for t in p)
+        else tokenizer(t, add_special_tokens=False).input_ids
+        for p, t in zip(prompts, texts, strict=True)
+    ]
     for i, token_ids in enumerate(ids):
         if not token_ids:
             raise ValueError(f"prompt {i} is empty after tokenization")

@@ -213,7 +213,7 @@ def train_grpo(recipe: Recipe) -> Run:
         if cfg.scale_rewards == "batch" and run.world_size > 1:  # the std of every process's rewards
             centered = group_advantages(scores.total, cfg.num_generations, "none")
             advantages = centered / (run.accelerator.gather(scores.total).std() + 1e-4)
-        mask = rollouts.completion_mask.clone()
+        mask = rollouts.loss_mask.clone()  # episodes: the model's tokens only
         if cfg.mask_truncated_completions:
             mask[rollouts.truncated] = False
         unwrapped = run.accelerator.unwrap_model(model)
@@ -243,7 +243,8 @@ def train_grpo(recipe: Recipe) -> Run:
 
     train_on_policy(parts, recipe, cfg.prompts_per_step, prepare, learn, postfix, "grpo")
     save_final(run, model, parts.policy.tokenizer)
-    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in parts.rewards.keys])
+    keys = parts.rewards.keys if parts.rewards is not None else [parts.env.name]
+    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in keys])
     parts.engine.close()  # after the last collective: an in-process vLLM tears down torch.distributed
     run.finish()
     return run

@@ -23,8 +23,10 @@ from reasonrl.data import load_problems
 from reasonrl.data.gsm8k import Problem
 from reasonrl.data.sampler import ProblemSampler
 from reasonrl.data.templates import make_prompt
+from reasonrl.envs import make_env
 from reasonrl.rewards import RewardScores, RewardSet, RewardSpec
 from reasonrl.rollout import Rollouts, SamplingConfig
+from reasonrl.rollout.episodes import Episode, EpisodeLimits, run_episodes, to_rollouts
 from reasonrl.runtime import Run, make_optimizer
 from reasonrl.trainers.policy import Policy, build_policy, start_engine, sync
 from reasonrl.trainers.recipe import DataSection, Recipe, TrainSection
@@ -33,12 +35,58 @@ from reasonrl.trainers.start import start_run
 
 @dataclass
 class ScoredBatch:
-    """One step's completions on this rank, with their rewards."""
+    """One step's completions (or multi-turn episodes) on this rank, with their rewards."""
 
     problems: list[Problem]  # this rank's problems
     rollouts: Rollouts
     scores: RewardScores
     answers: list[str]  # reference answer of each completion
+    episodes: list[Episode] | None = None  # when the recipe has an environment
+
+
+def make_environment(recipe: Recipe):
+    if recipe.env is None:
+        return None
+    return make_env(recipe.env.name, max_turns=recipe.env.max_turns, **recipe.env.options)
+
+
+def collect_episodes(
+    run: Run, model, engine, env, problems: list[Problem], sampling: SamplingConfig, recipe: Recipe
+) -> ScoredBatch:
+    """``sampling.n`` episodes of the recipe's environment from each problem, scored by it."""
+    rows = [{"question": p.question, "answer": p.answer, "solution": p.solution} for p in problems]
+    limits = EpisodeLimits(recipe.env.max_turns, recipe.env.max_episode_tokens, recipe.rollout.max_model_len)
+    with run.gathered(model):
+        episodes = run_episodes(engine, env, rows, sampling.n, sampling, limits)
+    rollouts = to_rollouts(episodes, engine.tokenizer.pad_token_id)
+    total = torch.tensor([e.reward for e in episodes], dtype=torch.float32)
+    failed = sum(e.finish == "error" for e in episodes)
+    scores = RewardScores(total=total, per_reward={env.name: total}, errors={env.name: failed})
+    return ScoredBatch(problems, rollouts, scores, [problems[e.group].answer for e in episodes], episodes)
+
+
+def episode_metrics(run: Run, episodes: list[Episode]) -> dict:
+    """Turns, tool use, finish reasons and who wrote the tokens, over every process's episodes."""
+    rows = [
+        [
+            e.state.turn,
+            e.state.tool_calls,
+            e.state.tool_errors,
+            e.model_tokens,
+            len(e.tokens) - e.model_tokens,
+            sum(e.state.turn_rewards),
+        ]
+        for e in episodes
+    ]
+    means = run.accelerator.gather(torch.tensor(rows, dtype=torch.float32)).mean(0).tolist()
+    names = ["turns", "tool_calls", "tool_errors", "model_tokens", "env_tokens", "turn_reward"]
+    out = {f"episode/{k}": v for k, v in zip(names, means, strict=True)}
+    success = torch.tensor([float(bool(e.state.info.get("success"))) for e in episodes])
+    out["episode/success"] = run.accelerator.gather(success).mean().item()
+    for reason in ("env_done", "max_turns", "length", "error"):
+        share = torch.tensor([float(e.finish == reason) for e in episodes])
+        out[f"episode/finish_{reason}"] = run.accelerator.gather(share).mean().item()
+    return out
 
 
 def reward_set(recipe: Recipe) -> RewardSet:
@@ -100,6 +148,8 @@ def step_metrics(run: Run, batch: ScoredBatch, updates: list[dict], times: dict,
     metrics["learning_rate"] = lr
     # this process's peak resident memory so far (Linux reports KiB): CPU runs are memory-bound
     metrics["memory/peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if batch.episodes is not None:
+        metrics.update(episode_metrics(run, batch.episodes))
     return metrics
 
 
@@ -114,6 +164,9 @@ def sample_rows(batch: ScoredBatch, k: int) -> list[dict]:
             "reward": scores.total[i].item(),
             "finish_reason": rollouts.finish_reasons[i],
         }
+        if batch.episodes is not None:  # the whole episode, with roles
+            episode = batch.episodes[i]
+            row.update(completion=None, messages=episode.state.messages, finish_reason=episode.finish)
         row.update({f"reward/{key}": v[i].item() for key, v in scores.per_reward.items()})
         rows.append(row)
     return rows
@@ -136,10 +189,11 @@ class OnPolicyRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     engine: object
     sampling: SamplingConfig
-    rewards: RewardSet
+    rewards: RewardSet | None  # None with an environment, which scores its episodes
     sampler: ProblemSampler
     start: int  # the step to start at (after --resume)
     actor: torch.nn.Module | None  # the module synced into the engine (None: the model)
+    env: object = None  # the recipe's environment, when it has one
 
 
 def set_up(
@@ -157,7 +211,7 @@ def set_up(
     run = start_run(recipe)
     policy = build_policy(recipe.model, need_reference, train.gradient_checkpointing)
     module = wrap(policy.model) if wrap is not None else policy.model
-    rewards = reward_set(recipe)
+    rewards = reward_set(recipe) if recipe.env is None else None
     sampler = ProblemSampler(
         load_problems(recipe.data.source, recipe.data.split, recipe.data.limit), train.seed
     )
@@ -166,8 +220,9 @@ def set_up(
     start = run.resume(model, optimizer, scheduler)
     acting = actor(run.accelerator.unwrap_model(model)) if actor is not None else None
     engine, sampling = start_engine(run, policy, model, recipe, n, temperature, max_tokens, acting)
+    env = make_environment(recipe)
     return OnPolicyRun(
-        run, policy, model, optimizer, scheduler, engine, sampling, rewards, sampler, start, acting
+        run, policy, model, optimizer, scheduler, engine, sampling, rewards, sampler, start, acting, env
     )
 
 
@@ -192,7 +247,14 @@ def train_on_policy(
         t0 = time.perf_counter()
         run.seed(step)
         problems = rank_problems(run, parts.sampler, step, prompts_per_step)
-        batch = collect(run, parts.model, parts.engine, parts.rewards, problems, parts.sampling, recipe.data)
+        if parts.env is None:
+            batch = collect(
+                run, parts.model, parts.engine, parts.rewards, problems, parts.sampling, recipe.data
+            )
+        else:
+            batch = collect_episodes(
+                run, parts.model, parts.engine, parts.env, problems, parts.sampling, recipe
+            )
         t_gen = time.perf_counter() - t0
         inputs = prepare(batch)
         t1 = time.perf_counter()

@@ -62,6 +62,16 @@ class RolloutSection:
 
 
 @dataclass
+class EnvSection:
+    """A multi-turn environment (reasonrl.envs): episodes instead of single completions."""
+
+    name: str = "tool"  # tool, feedback, lookup
+    max_turns: int = 4  # assistant turns per episode
+    max_episode_tokens: int = 1024  # model + environment tokens after the prompt
+    options: dict = field(default_factory=dict)  # the environment's own (tools, turn_penalty, ...)
+
+
+@dataclass
 class GRPOSection:
     prompts_per_step: int = 4  # prompts per optimisation step, over all processes
     num_generations: int = 8  # completions per prompt (G)
@@ -146,6 +156,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     rollout: RolloutSection = field(default_factory=RolloutSection)
     rewards: list[dict] = field(default_factory=lambda: [{"name": "gsm8k"}])
+    env: EnvSection | None = None  # multi-turn episodes, scored by the environment (rewards unused)
     grpo: GRPOSection = field(default_factory=GRPOSection)
     ppo: PPOSection = field(default_factory=PPOSection)
     dpo: DPOSection = field(default_factory=DPOSection)

@@ -15,6 +15,7 @@ from pathlib import Path
 from reasonrl.config import RecipeError, place
 from reasonrl.data import DataError, load_problems
 from reasonrl.data.preference import load_pairs
+from reasonrl.envs import make_env
 from reasonrl.rewards import check_reward
 from reasonrl.rewards.registry import RewardSpec
 from reasonrl.rewards.sandbox import SandboxUnavailable
@@ -102,7 +103,24 @@ def check_ranges(recipe: Recipe) -> None:
             )
 
 
+def check_env(recipe: Recipe) -> None:
+    env = recipe.env
+    if env is None:
+        return
+    if recipe.algorithm != "grpo":
+        raise place(recipe, "env", f"episodes train with algorithm: grpo for now, not {recipe.algorithm!r}")
+    for key in ("max_turns", "max_episode_tokens"):
+        if getattr(env, key) < 1:
+            raise place(recipe, f"env.{key}", f"must be an integer >= 1, got {getattr(env, key)!r}")
+    try:
+        make_env(env.name, max_turns=env.max_turns, **env.options)
+    except (ValueError, TypeError, SandboxUnavailable) as err:
+        raise place(recipe, "env", str(err)) from None
+
+
 def check_rewards(recipe: Recipe) -> list[RewardSpec]:
+    if recipe.env is not None:  # the environment scores its episodes
+        return []
     specs = []
     for i, entry in enumerate(recipe.rewards):
         where = f"rewards[{i}]"
@@ -149,6 +167,7 @@ def validate(recipe: Recipe) -> None:
     if recipe.algorithm not in SECTIONS:
         raise RecipeError(f"algorithm: must be one of {sorted(SECTIONS)}, got {recipe.algorithm!r}")
     check_ranges(recipe)
+    check_env(recipe)
     check_rewards(recipe)
     check_data(recipe)
     check_output(recipe)
