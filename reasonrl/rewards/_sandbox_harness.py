@@ -11,6 +11,10 @@ Then the program runs, then each test's setup and expression; one JSON line per 
 goes to the result pipe (RESULT_FD) with the expression's *value* as plain data. The parent compares values
 with expected results it never sends here (``reasonrl.rewards.checks``).
 
+It runs as a standalone script in an isolated interpreter (``-I -S``, nothing of reasonrl
+on its path), so its rlimits and audit hook repeat those of the weak sandbox's child
+rather than import them.
+
 Usage: python -I -S -B _sandbox_harness.py INPUT_DIR MEMORY_BYTES CPU_SECONDS MAX_PROCESSES RESULT_FD
 """
 

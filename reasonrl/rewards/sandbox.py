@@ -33,7 +33,6 @@ import itertools
 import json
 import logging
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -44,12 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonrl.rewards.checks import Check, InvalidCheck, holds, parse_check
-from reasonrl.rewards.sandbox_weak import SandboxResult, run_program_weak
+from reasonrl.rewards.sandbox_weak import SandboxResult, _read_until, run_program_weak
 
 log = logging.getLogger("reasonrl")
 
 HARNESS = Path(__file__).with_name("_sandbox_harness.py")
-MAX_RESULT_BYTES = 256 * 1024
 _runs = itertools.count()
 
 __all__ = ["SandboxResult", "SandboxUnavailable", "run_program", "run_script", "sandbox_available"]
@@ -247,24 +245,6 @@ def _run(code: str, checks: list[Check], timeout, memory_mb, max_processes, disk
             group.destroy()
         shutil.rmtree(inputs, ignore_errors=True)
     return _parse(data, len(checks), timed_out)
-
-
-def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
-    chunks, size = [], 0
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return b"".join(chunks), True
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks), False
-        size += len(chunk)
-        if size > MAX_RESULT_BYTES:
-            return b"".join(chunks), False
-        chunks.append(chunk)
 
 
 def _parse(data: bytes, n: int, timed_out: bool):

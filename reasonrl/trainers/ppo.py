@@ -91,14 +91,25 @@ def token_rewards(
 
 
 def advantages_and_returns(rewards, values, mask, cfg: PPOSection) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-level GAE: each completion is an episode ending at its last real token."""
-    last = (mask.long().cumsum(1) == mask.sum(1, keepdim=True)) & mask
-    dones = (last | ~mask).T.float()  # padding after the end is cut off as well
-    values = values * mask
+    """Token-level GAE over the model's tokens: each completion (or multi-turn episode) is
+    one trajectory ending at its last model token, and the environment's tokens between
+    turns are skipped, not steps (the model's tokens are packed to the front, in order,
+    GAE runs on them, and the results go back to their positions)."""
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # model tokens first
+    packed_mask = mask.gather(1, order)
+    last = (packed_mask.long().cumsum(1) == packed_mask.sum(1, keepdim=True)) & packed_mask
+    dones = (last | ~packed_mask).T.float()  # padding after the end is cut off as well
+    packed_values = (values * mask).gather(1, order)
     adv, ret = generalized_advantage_estimation(
-        rewards.T, values.T, dones, torch.zeros(values.shape[0]), cfg.gamma, cfg.gae_lambda
+        rewards.gather(1, order).T,
+        packed_values.T,
+        dones,
+        torch.zeros(values.shape[0]),
+        cfg.gamma,
+        cfg.gae_lambda,
     )
-    adv, ret = adv.T, ret.T
+    adv = torch.zeros_like(values).scatter(1, order, adv.T)
+    ret = torch.zeros_like(values).scatter(1, order, ret.T)
     if cfg.whiten_advantages:
         mean = masked_mean(adv, mask)
         std = masked_mean((adv - mean) ** 2, mask).sqrt()
@@ -183,7 +194,7 @@ def train_ppo(recipe: Recipe) -> Run:
     run, model = parts.run, parts.model
 
     def prepare(scored: ScoredBatch) -> tuple[PPOBatch, torch.Tensor]:
-        rollouts, mask, micro = scored.rollouts, scored.rollouts.completion_mask, train.micro_batch_size
+        rollouts, mask, micro = scored.rollouts, scored.rollouts.loss_mask, train.micro_batch_size
         old_logp, old_values = evaluate_batch(model, rollouts, cfg.temperature, micro, run)
         ref = None
         if cfg.kl_coef > 0:
@@ -214,7 +225,8 @@ def train_ppo(recipe: Recipe) -> Run:
         state = {k: v.detach().cpu().clone() for k, v in unwrapped.value_head.state_dict().items()}
     if run.is_main:
         save_file(state, run.output_dir / "final" / "value_head.safetensors")
-    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in parts.rewards.keys])
+    keys = parts.rewards.keys if parts.rewards is not None else [parts.env.name]
+    run.log.plot(["reward/mean"] + [f"reward/{k}/mean" for k in keys])
     parts.engine.close()
     run.finish()
     return run

@@ -107,8 +107,8 @@ def check_env(recipe: Recipe) -> None:
     env = recipe.env
     if env is None:
         return
-    if recipe.algorithm != "grpo":
-        raise place(recipe, "env", f"episodes train with algorithm: grpo for now, not {recipe.algorithm!r}")
+    if recipe.algorithm == "dpo":
+        raise place(recipe, "env", "episodes train with algorithm: grpo or ppo, not 'dpo'")
     for key in ("max_turns", "max_episode_tokens"):
         if getattr(env, key) < 1:
             raise place(recipe, f"env.{key}", f"must be an integer >= 1, got {getattr(env, key)!r}")

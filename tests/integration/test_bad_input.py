@@ -62,7 +62,7 @@ CASES = [
     ),
     (GRPO, ["--env", "{name: tool, options: {tools: [search]}}"], "unknown tool(s) ['search']; available"),
     (GRPO, ["--env", "{name: lookup, max_turns: 0}"], "--env: env.max_turns: must be an integer >= 1"),
-    (PPO, ["--env", "{name: lookup}"], "episodes train with algorithm: grpo for now, not 'ppo'"),
+    (DPO, ["--env", "{name: lookup}"], "episodes train with algorithm: grpo or ppo, not 'dpo'"),
     (PPO, ["--lam", "0.9"], "override --lam: renamed to --ppo.gae_lambda"),
     (PPO, ["--gamma", "1.5"], "--ppo.gamma: must be a number in [0, 1], got 1.5"),
     (DPO, ["--label_smoothing", "0.7"], "--dpo.label_smoothing: must be a number in [0, 0.5)"),

@@ -1,5 +1,5 @@
-"""GRPO on multi-turn episodes must learn to use a tool: the lookup toy hides the answer
-behind the tool, so success means calling it and reading what comes back."""
+"""GRPO and PPO on multi-turn episodes must learn to use a tool: the lookup toy hides the
+answer behind the tool, so success means calling it and reading what comes back."""
 
 import pytest
 
@@ -7,17 +7,16 @@ from tests.helpers import QUIET, cli, mean, metrics
 
 pytestmark = pytest.mark.slow  # minutes of training: `make test-slow`, and `make test`
 
-RECIPE = "recipes/synthetic/grpo-lookup-tiny.yaml"
 
-
-def test_grpo_learns_to_call_the_tool_and_use_its_answer(tmp_path):
-    cli("train", RECIPE, "--output_dir", str(tmp_path), *QUIET)
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_learns_to_call_the_tool_and_use_its_answer(tmp_path, algorithm):
+    cli("train", f"recipes/synthetic/{algorithm}-lookup-tiny.yaml", "--output_dir", str(tmp_path), *QUIET)
     rows = metrics(tmp_path)
     first, last = rows[:10], rows[-10:]
     start, end = mean(first, "episode/success"), mean(last, "episode/success")
     calls = mean(first, "episode/tool_calls"), mean(last, "episode/tool_calls")
     print(
-        f"GRPO lookup (tiny, {len(rows)} steps): success {start:.3f} -> {end:.3f}; "
+        f"{algorithm.upper()} lookup (tiny, {len(rows)} steps): success {start:.3f} -> {end:.3f}; "
         f"tool calls per episode {calls[0]:.2f} -> {calls[1]:.2f}"
     )
     assert start < 0.1  # a guess: the digit is not in the prompt
