@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from reasonrl.rewards.checks import AST_LOCK
+
 MAX_RESULT_CHARS = 2_000  # a tool's answer is cut to this (a 10 MB reply stays small)
 
 
@@ -54,6 +56,12 @@ _FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": 
 
 
 def calculate(expression: str) -> str:
+    """See ``_calculate``; one thread at a time (``AST_LOCK``)."""
+    with AST_LOCK:
+        return _calculate(expression)
+
+
+def _calculate(expression: str) -> str:
     """The value of an arithmetic expression (+ - * / // % **, parentheses, sqrt, abs,
     round, min, max), computed on its syntax tree: no names, attributes or calls beyond
     these, exponents capped so ``9**9**9`` cannot hang the trainer."""

@@ -21,8 +21,14 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import threading
 from dataclasses import dataclass
 from typing import Any
+
+# CPython 3.11.7's AST conversion is not thread-safe: parsing in two threads at once can
+# raise "SystemError: AST constructor recursion depth mismatch" (seen when the program
+# reward scored two completions in parallel). Every parse and unparse here takes this lock.
+AST_LOCK = threading.Lock()
 
 OPERATORS = {
     ast.Eq: ("==", operator.eq),
@@ -59,6 +65,11 @@ class Check:
 
 def parse_check(test: str, index: int = 0) -> Check:
     """Split ``test`` (Python source whose last statement is an assert) into a Check."""
+    with AST_LOCK:
+        return _parse_check(test, index)
+
+
+def _parse_check(test: str, index: int) -> Check:
     try:
         tree = ast.parse(test)
     except SyntaxError as err:
