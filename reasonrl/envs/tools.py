@@ -20,11 +20,11 @@ import json
 import math
 import operator
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from reasonrl.rewards.checks import AST_LOCK
+from reasonrl.rewards.registry import RewardTimeout, call_with_time_limit
 
 MAX_RESULT_CHARS = 2_000  # a tool's answer is cut to this (a 10 MB reply stays small)
 
@@ -156,24 +156,14 @@ def run_tool(tools: dict[str, Callable[[str], str]], call: ToolCall, time_limit:
     raised or one that did not answer within ``time_limit`` seconds (left on a daemon thread)."""
     if call.name not in tools:
         raise ToolError(f"unknown tool {call.name!r}; the tools are: {', '.join(tools)}")
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = str(tools[call.name](call.argument))
-        except ToolError as err:
-            box["error"] = str(err)
-        except BaseException as err:  # noqa: BLE001 - a tool's failure is an observation
-            box["error"] = f"{call.name} failed: {type(err).__name__}: {err}"[:500]
-
-    worker = threading.Thread(target=target, daemon=True, name=f"tool-{call.name}")
-    worker.start()
-    worker.join(time_limit)
-    if worker.is_alive():
-        raise ToolError(f"{call.name}: no answer within {time_limit:g} s")
-    if "error" in box:
-        raise ToolError(box["error"])
-    value = box["value"]
+    try:
+        value = str(call_with_time_limit(tools[call.name], time_limit, call.argument))
+    except ToolError:
+        raise
+    except RewardTimeout:
+        raise ToolError(f"{call.name}: no answer within {time_limit:g} s") from None
+    except BaseException as err:  # noqa: BLE001 - a tool's failure is an observation
+        raise ToolError(f"{call.name} failed: {type(err).__name__}: {err}"[:500]) from None
     if len(value) > MAX_RESULT_CHARS:
         value = value[:MAX_RESULT_CHARS] + f"... [cut: {len(value)} characters in all]"
     return value

@@ -184,27 +184,30 @@ class RewardTimeout(TimeoutError):
     """A reward call did not return within its time limit."""
 
 
+def call_with_time_limit(fn: Callable, seconds: float, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or RewardTimeout after ``seconds``: the call runs on a daemon
+    thread, which Python cannot stop, so an overrunning call is left behind and the caller
+    goes on. Whatever ``fn`` raises (SystemExit included) is raised here."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True, name=getattr(fn, "__name__", "call"))
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise RewardTimeout(f"no result after {seconds:g} s (time_limit)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def _limited(fn: RewardFn, seconds: float | None) -> RewardFn:
-    """``fn``, giving up after ``seconds`` (the call goes on in a daemon thread)."""
+    """``fn``, giving up after ``seconds``."""
     if seconds is None:
         return fn
-
-    def call(completions, **columns):
-        box: dict = {}
-
-        def target():
-            try:
-                box["value"] = fn(completions, **columns)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
-                box["error"] = err
-
-        worker = threading.Thread(target=target, daemon=True, name="reward")
-        worker.start()
-        worker.join(seconds)
-        if worker.is_alive():
-            raise RewardTimeout(f"no result after {seconds:g} s (time_limit)")
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    return call
+    return lambda completions, **columns: call_with_time_limit(fn, seconds, completions, **columns)

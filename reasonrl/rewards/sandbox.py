@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonrl.rewards.checks import Check, InvalidCheck, holds, parse_check
-from reasonrl.rewards.sandbox_weak import SandboxResult, _read_until, run_program_weak
+from reasonrl.rewards.sandbox_weak import SandboxResult, run_contained, run_program_weak
 
 log = logging.getLogger("reasonrl")
 
@@ -205,7 +205,7 @@ def _run(code: str, checks: list[Check], timeout, memory_mb, max_processes, disk
     inputs = Path(tempfile.mkdtemp(prefix="reasonrl-sandbox-"))
     group = CGroup.make(f"reasonrl-{os.getpid()}-{next(_runs)}", memory_mb, max_processes)
     read_fd, write_fd = os.pipe()
-    proc = None
+    pipe_handed_over = False
     try:
         (inputs / "program.py").write_text(code)
         specs = [
@@ -219,28 +219,12 @@ def _run(code: str, checks: list[Check], timeout, memory_mb, max_processes, disk
         command.append(str(write_fd))  # the result pipe keeps its number inside
         if group is not None:  # the shell joins the cgroup, then becomes bwrap: nothing runs outside it
             command = ["/bin/sh", "-c", f'{group.join_command()} && exec "$@"', "sh", *command]
-        proc = subprocess.Popen(
-            command,
-            env={"PATH": "/usr/bin:/bin"},
-            pass_fds=(write_fd,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        os.close(write_fd)
-        write_fd = None
-        data, timed_out = _read_until(read_fd, time.monotonic() + timeout)
+        pipe_handed_over = True  # run_contained closes both ends, whatever happens
+        data, timed_out = run_contained(command, read_fd, write_fd, timeout, {"PATH": "/usr/bin:/bin"})
     finally:
-        if write_fd is not None:
+        if not pipe_handed_over:
+            os.close(read_fd)
             os.close(write_fd)
-        os.close(read_fd)
-        if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # bwrap dies, so its PID namespace does too
-            except ProcessLookupError:
-                pass
-            proc.wait()
         if group is not None:
             group.destroy()
         shutil.rmtree(inputs, ignore_errors=True)

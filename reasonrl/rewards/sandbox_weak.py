@@ -83,7 +83,7 @@ def run_program_weak(
     root = os.getuid() == 0
     uid = _throwaway_uid() if root else 0
     read_fd, write_fd = os.pipe()
-    proc = None
+    pipe_handed_over = False
     try:
         (workdir / "program.py").write_text(code)
         (workdir / "tests.json").write_text(json.dumps(tests))
@@ -102,10 +102,31 @@ def run_program_weak(
             str(memory_mb * 2**20),
             str(max(1, int(timeout) + 1)),
         ]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        pipe_handed_over = True  # run_contained closes both ends, whatever happens
+        data, timed_out = run_contained(command, read_fd, write_fd, timeout, env, cwd=workdir)
+    finally:
+        if not pipe_handed_over:
+            os.close(read_fd)
+            os.close(write_fd)
+        if root:
+            _kill_uid(uid)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return _parse(data, len(tests), timed_out)
+
+
+def run_contained(
+    command, read_fd: int, write_fd: int, timeout: float, env: dict, cwd=None
+) -> tuple[bytes, bool]:
+    """Start ``command`` in its own session with the result pipe's write end, read the pipe
+    until it closes or ``timeout`` passes, then kill the whole process group. Both pipe ends
+    are closed on return. (The data read, whether the time ran out.)"""
+    proc = None
+    try:
         proc = subprocess.Popen(
             command,
-            cwd=workdir,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            cwd=cwd,
+            env=env,
             pass_fds=(write_fd,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -114,21 +135,17 @@ def run_program_weak(
         )
         os.close(write_fd)
         write_fd = None
-        data, timed_out = _read_until(read_fd, time.monotonic() + timeout)
+        return _read_until(read_fd, time.monotonic() + timeout)
     finally:
         if write_fd is not None:
             os.close(write_fd)
         os.close(read_fd)
         if proc is not None:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)  # under bwrap: its PID namespace dies too
             except ProcessLookupError:
                 pass
             proc.wait()
-        if root:
-            _kill_uid(uid)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return _parse(data, len(tests), timed_out)
 
 
 def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:

@@ -78,6 +78,20 @@ def previous_run(folder: Path) -> list[str]:
     return [name for name in PREVIOUS_RUN if (Path(folder) / name).exists()]
 
 
+def earlier_run_problem(folder: Path, resume: bool, overwrite: bool) -> str | None:
+    """Why a run may not start in ``folder``, or None: an earlier run there is kept unless
+    --overwrite (replace it) or --resume (continue it) says otherwise, and not both."""
+    if resume and overwrite:
+        return "--overwrite and --resume exclude each other: pick one"
+    earlier = previous_run(folder)
+    if earlier and not (resume or overwrite):
+        return (
+            f"{str(folder)!r} holds an earlier run ({', '.join(earlier)}): pass --overwrite to replace "
+            "it or --resume to continue it, or choose another --output_dir"
+        )
+    return None
+
+
 @dataclass
 class RunConfig:
     """What the run scaffolding needs to know; each field means what the recipe key of
@@ -126,12 +140,9 @@ class Run:
         is_main = accelerator.is_main_process
         run = cls(config, accelerator, RunLog(output_dir, accelerator, is_main), output_dir)
         if is_main:
-            earlier = previous_run(output_dir)
-            if earlier and not (config.resume or config.overwrite):
-                raise RecipeError(
-                    f"{output_dir} holds an earlier run ({', '.join(earlier)}): pass --overwrite to replace "
-                    "it or --resume to continue it, or choose another --output_dir"
-                )
+            problem = earlier_run_problem(output_dir, config.resume, config.overwrite)
+            if problem is not None:
+                raise RecipeError(problem)
             if not config.resume:
                 run.clear_previous()
             if record is not None:

@@ -19,7 +19,7 @@ from reasonrl.envs import make_env
 from reasonrl.rewards import check_reward
 from reasonrl.rewards.registry import RewardSpec
 from reasonrl.rewards.sandbox import SandboxUnavailable
-from reasonrl.runtime.run import previous_run
+from reasonrl.runtime.run import earlier_run_problem
 from reasonrl.trainers.recipe import Recipe
 
 # (key, test, what is allowed)
@@ -148,18 +148,11 @@ def check_data(recipe: Recipe) -> None:
 
 
 def check_output(recipe: Recipe) -> None:
-    """An earlier run in the output folder is kept unless --overwrite (or --resume) says otherwise."""
     train = recipe.train
-    if train.resume and train.overwrite:
-        raise place(recipe, "train.overwrite", "--overwrite and --resume exclude each other: pick one")
-    earlier = previous_run(Path(train.output_dir))
-    if earlier and not (train.resume or train.overwrite):
-        raise place(
-            recipe,
-            "train.output_dir",
-            f"{train.output_dir!r} holds an earlier run ({', '.join(earlier)}): pass --overwrite to replace "
-            "it or --resume to continue it, or choose another --output_dir",
-        )
+    problem = earlier_run_problem(Path(train.output_dir), train.resume, train.overwrite)
+    if problem is not None:
+        key = "train.overwrite" if train.resume and train.overwrite else "train.output_dir"
+        raise place(recipe, key, problem)
 
 
 def validate(recipe: Recipe) -> None:
