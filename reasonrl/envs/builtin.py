@@ -24,6 +24,45 @@ TOOL_SYSTEM = (
 )
 
 
+# Worked episodes shown before the question, as earlier turns of the conversation: a small
+# model copies a format from turns it has seen far more readily than from a description
+# (SmolLM2-135M made 0 calls in 48 episodes with the description alone). Their names,
+# items and answers are not the synthetic generator's, and the score checks the answer,
+# so copying a demonstration pays nothing.
+DEMONSTRATIONS = {
+    "calculator": [
+        (
+            "Sam has 12 pens. Sam buys 7 more pens. How many pens does Sam have now?",
+            "<calculator>12 + 7</calculator>",
+            "19",
+            "#### 19",
+        ),
+        (
+            "Nora has 40 pebbles. Nora shares the pebbles equally among 4 jars and keeps one jar. "
+            "Then Nora triples the number of pebbles. How many pebbles does Nora have now?",
+            "<calculator>40 / 4 * 3</calculator>",
+            "30",
+            "#### 30",
+        ),
+    ],
+    "python": [
+        (
+            "What is the sum of the squares of the numbers from 1 to 10?",
+            "<python>print(sum(k * k for k in range(1, 11)))</python>",
+            "385",
+            "#### 385",
+        ),
+    ],
+}
+
+
+def demonstration_turns(tools: list[str], n: int) -> list[dict]:
+    """Up to ``n`` worked episodes for ``tools``: user, assistant (the call), tool, assistant."""
+    shown = [d for t in tools for d in DEMONSTRATIONS.get(t, [])][:n]
+    roles = ("user", "assistant", "tool", "assistant")
+    return [{"role": r, "content": c} for turns in shown for r, c in zip(roles, turns, strict=True)]
+
+
 def final_answer(text: str) -> str | None:
     """The answer of a reply: after '####' when there is one, else its last number."""
     for pattern, which in ((STRICT_PATTERN, 0), (FLEXIBLE_PATTERN, -1)):
@@ -41,15 +80,20 @@ class ToolEnv:
     max_turns: int = 4
     tool_time_limit: float = 30.0
     tool_options: dict = field(default_factory=dict)
+    demonstrations: int = 2  # worked episodes shown before the question (0: the description only)
     name: str = "tool"
-    stop: tuple[str, ...] = ("</tool_call>", "</calculator>")  # a turn ends with its call
 
     def __post_init__(self):
         self.callable = make_tools(self.tools, **self.tool_options)
+        self.stop = ("</tool_call>", *(f"</{t}>" for t in self.tools))  # a turn ends with its call
 
     def reset(self, row: dict) -> EnvState:
         system = TOOL_SYSTEM.format(tools="\n".join(f"- {DESCRIPTIONS[t]}" for t in self.tools))
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": row["question"]}]
+        messages = [
+            {"role": "system", "content": system},
+            *demonstration_turns(self.tools, self.demonstrations),
+            {"role": "user", "content": row["question"]},
+        ]
         return EnvState(row=row, messages=messages)
 
     def step(self, state: EnvState, text: str) -> Step:

@@ -64,9 +64,12 @@ def calculate(expression: str) -> str:
 def _calculate(expression: str) -> str:
     """The value of an arithmetic expression (+ - * / // % **, parentheses, sqrt, abs,
     round, min, max), computed on its syntax tree: no names, attributes or calls beyond
-    these, exponents capped so ``9**9**9`` cannot hang the trainer."""
+    these, exponents capped so ``9**9**9`` cannot hang the trainer. In an equation
+    (``12 * 3 = 36``) the left side is the expression."""
+    # Small models write the equation they expect ("12 * 3 = 36."): its left side is the call.
+    expression = expression.split("=")[0].strip().rstrip(".")
     try:
-        tree = ast.parse(expression.strip().replace("^", "**").replace(",", ""), mode="eval")
+        tree = ast.parse(expression.replace("^", "**").replace(",", ""), mode="eval")
     except SyntaxError:
         raise ToolError(f"calculator: cannot parse {expression!r}") from None
 

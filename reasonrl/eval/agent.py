@@ -25,10 +25,12 @@ def evaluate_env(cfg: EvalConfig) -> dict:
     problems = load_problems(cfg.data, cfg.split)
     chosen = _select(len(problems), cfg.limit, cfg.subset_seed)
     rows = [{"question": problems[i].question, "answer": problems[i].answer} for i in chosen]
-    first = env.reset(rows[0]).messages
-    engine = start_engine(cfg, [first[0]["content"] if getattr(env, "plain", False) else first])
+    starts = [env.reset(row).messages for row in rows]
+    starts = [m[0]["content"] for m in starts] if getattr(env, "plain", False) else starts
+    engine = start_engine(cfg, starts, new_tokens=cfg.max_episode_tokens)
     sampling = SamplingConfig(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
-    limits = EpisodeLimits(cfg.max_turns, cfg.max_episode_tokens, cfg.max_episode_tokens + 1024)
+    # the engine holds the longest start plus max_episode_tokens: the episode budget binds first
+    limits = EpisodeLimits(cfg.max_turns, cfg.max_episode_tokens, max_model_len=1 << 30)
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     episodes = run_episodes(engine, env, rows, cfg.samples, sampling, limits)

@@ -126,10 +126,17 @@ def load_eval_set(cfg: EvalConfig, task) -> EvalSet:
     return EvalSet(chosen, records, problems, prompts, num_fewshot)
 
 
-def start_engine(cfg: EvalConfig, prompts: list):
-    """The engine that answers: the model (adapter merged), sized for the longest prompt."""
+def start_engine(cfg: EvalConfig, prompts: list, new_tokens: int | None = None):
+    """The engine that answers: the model (adapter merged), sized for the longest prompt
+    (text, or chat messages as the template renders them) and ``new_tokens`` more
+    (default ``cfg.max_tokens``)."""
     model, tokenizer, base_dir = load_policy(cfg.model, cfg.adapter)
-    longest = max(len(tokenizer(p if isinstance(p, str) else p[0]["content"]).input_ids) for p in prompts)
+    longest = max(
+        len(tokenizer(p).input_ids)
+        if isinstance(p, str)
+        else len(tokenizer.apply_chat_template(p, tokenize=True, add_generation_prompt=True))
+        for p in prompts
+    )
     engine = make_engine(
         cfg.engine,
         model,
@@ -138,7 +145,7 @@ def start_engine(cfg: EvalConfig, prompts: list):
         allow_fallback=cfg.engine_fallback,
         seed=cfg.seed,
         dtype=cfg.dtype,
-        max_model_len=longest + cfg.max_tokens + 64,
+        max_model_len=longest + (cfg.max_tokens if new_tokens is None else new_tokens) + 64,
         kv_cache_gib=2,
     )
     if cfg.adapter:

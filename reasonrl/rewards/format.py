@@ -16,17 +16,42 @@ FORMAT_PRESETS = {
 }
 
 
+_FINAL = re.compile(r"####\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?)")
+
+
+def example_answers(prompt: str, question: str = "") -> set[str]:
+    """Numbers the prompt shows as a final answer ('#### 42' in an instruction) that the
+    question itself does not contain: an answer equal to one of them was copied."""
+    return {m.replace(",", "") for m in _FINAL.findall(prompt)} - {
+        m.replace(",", "") for m in _FINAL.findall(question)
+    }
+
+
 @register("format")
-def format_reward(preset: str | None = "gsm8k", pattern: str | None = None):
-    """1.0 when the whole completion matches ``pattern`` (or a preset), else 0.0."""
+def format_reward(preset: str | None = "gsm8k", pattern: str | None = None, pay_copies: bool = False):
+    """1.0 when the whole completion matches ``pattern`` (or a preset), else 0.0.
+
+    A completion whose final answer ('#### N') is the example answer of its prompt (an
+    instruction saying "end with '#### 42'") scores 0 unless ``pay_copies``: otherwise the
+    cheapest way to the format reward is to copy the example, and a run learns exactly that.
+    """
     if pattern is None:
         if preset not in FORMAT_PRESETS:
             raise ValueError(f"format reward: unknown preset {preset!r}; presets: {sorted(FORMAT_PRESETS)}")
         pattern = FORMAT_PRESETS[preset]
     regex = re.compile(pattern)
 
-    def reward(completions: list[str], **_) -> list[float]:
-        return [1.0 if regex.fullmatch(c.strip()) else 0.0 for c in completions]
+    def copied(completion: str, prompt: str, question: str) -> bool:
+        answers = _FINAL.findall(completion)
+        return bool(answers) and answers[-1].replace(",", "") in example_answers(prompt, question)
+
+    def reward(completions: list[str], prompts: list[str] | None = None, question=None, **_) -> list[float]:
+        prompts = prompts or [""] * len(completions)
+        question = question or [""] * len(completions)
+        return [
+            1.0 if regex.fullmatch(c.strip()) and (pay_copies or not copied(c, p, q)) else 0.0
+            for c, p, q in zip(completions, prompts, question, strict=True)
+        ]
 
     return reward
 

@@ -98,7 +98,7 @@ def test_feedback_env_says_what_is_wrong_and_scores_the_retry():
 def test_unknown_environment_or_option_names_the_choices():
     with pytest.raises(ValueError, match="unknown environment 'tools'; available: feedback, lookup, tool"):
         make_env("tools")
-    with pytest.raises(ValueError, match=r"has no option\(s\) \['tool'\]; its options: max_turns"):
+    with pytest.raises(ValueError, match=r"no option\(s\) \['tool'\]; its options: demonstrations"):
         make_env("tool", tool=["calculator"])
     with pytest.raises(ValueError, match=r"unknown tool\(s\) \['search'\]"):
         make_env("tool", tools=["search"])

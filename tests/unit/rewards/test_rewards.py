@@ -40,6 +40,21 @@ def test_format_presets():
         build_reward("format", preset="xml")
 
 
+def test_format_reward_does_not_pay_for_the_instructions_example_answer():
+    # The old default instruction said "end with '#### 42'" and a run learned to write 42.
+    fmt = build_reward("format", preset="gsm8k")
+    prompt = "Tom has 60 pens.\nShow your work, then end with '#### 42'."
+    completions = ["60 pens.\n#### 42", "60 pens.\n#### 60", "4,200\n#### 4,200"]
+    columns = {"prompts": [prompt] * 3, "question": ["Tom has 60 pens."] * 3}
+    assert fmt(completions, **columns) == [0.0, 1.0, 1.0]
+    # a question that itself says '#### 42' makes 42 no copy; the opt-out pays copies
+    assert fmt(["x\n#### 42"], prompts=["a #### 42 b"], question=["a #### 42"]) == [1.0]
+    one = {k: v[:1] for k, v in columns.items()}
+    assert build_reward("format", preset="gsm8k", pay_copies=True)(completions[:1], **one) == [1.0]
+    # called without prompts (scripts, other trainers) it is the plain pattern check
+    assert fmt(["60 pens.\n#### 42"]) == [1.0]
+
+
 def test_overlong_penalty_dapo():
     # L_max = 100, L_cache = 20: flat until 80, linear to -1 at 100, -1 beyond
     assert [overlong_penalty(n, 100, 20) for n in (10, 80, 90, 100, 101)] == [0.0, 0.0, -0.5, -1.0, -1.0]
