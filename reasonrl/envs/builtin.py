@@ -81,6 +81,10 @@ class ToolEnv:
     tool_time_limit: float = 30.0
     tool_options: dict = field(default_factory=dict)
     demonstrations: int = 2  # worked episodes shown before the question (0: the description only)
+    # a shaping reward for the episode's first call that runs: a model that never calls gets
+    # no signal to start from; paid once, so calling more cannot farm it, and far below a
+    # right answer's 1.0, so a call without the answer is never the better deal
+    call_bonus: float = 0.0
     name: str = "tool"
 
     def __post_init__(self):
@@ -110,14 +114,15 @@ class ToolEnv:
             result = run_tool(self.callable, call, self.tool_time_limit)
         except ToolError as err:
             state.tool_errors += 1
-            result = f"error: {err}"
-        return Step(observation=result, role="tool")
+            return Step(observation=f"error: {err}", role="tool")
+        first = state.tool_calls - state.tool_errors == 1
+        return Step(observation=result, role="tool", reward=self.call_bonus if first else 0.0)
 
     def score(self, state: EnvState) -> float:
         replies = [m["content"] for m in state.messages if m["role"] == "assistant"]
         answer = final_answer(replies[-1]) if replies else None
         state.info["success"] = answer is not None and is_correct(answer, state.row["answer"])
-        return float(state.info["success"])
+        return float(state.info["success"]) + sum(state.turn_rewards)
 
 
 @dataclass
