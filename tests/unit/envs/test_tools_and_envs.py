@@ -98,7 +98,7 @@ def test_feedback_env_says_what_is_wrong_and_scores_the_retry():
 def test_unknown_environment_or_option_names_the_choices():
     with pytest.raises(ValueError, match="unknown environment 'tools'; available: feedback, lookup, tool"):
         make_env("tools")
-    with pytest.raises(ValueError, match=r"no option\(s\) \['tool'\]; its options: call_bonus, demonstrations"):
+    with pytest.raises(ValueError, match=r"no option\(s\) \['tool'\]; its options: call_bonus, demo"):
         make_env("tool", tool=["calculator"])
     with pytest.raises(ValueError, match=r"unknown tool\(s\) \['search'\]"):
         make_env("tool", tools=["search"])
@@ -119,9 +119,11 @@ def test_tool_env_pays_the_call_bonus_once_and_shows_worked_episodes():
     env = make_env("tool", call_bonus=0.2)
     state = env.reset({"question": "Ann has 6 cups. She buys 7 more. How many now?", "answer": "13"})
     # the worked episodes come before the question, as earlier turns
-    assert [m["role"] for m in state.messages[:6]] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    roles = [m["role"] for m in state.messages[:6]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
     assert state.messages[-1]["content"].startswith("Ann has 6 cups")
-    for text, reward in (("<calculator>6 + 7 = 13.</calculator>", 0.2), ("<calculator>6+7</calculator>", 0.0)):
+    calls = (("<calculator>6 + 7 = 13.</calculator>", 0.2), ("<calculator>6+7</calculator>", 0.0))
+    for text, reward in calls:
         state.messages.append({"role": "assistant", "content": text})
         step = env.step(state, text)
         state.turn_rewards.append(step.reward)
