@@ -29,8 +29,7 @@ def evaluate_env(cfg: EvalConfig) -> dict:
     starts = [m[0]["content"] for m in starts] if getattr(env, "plain", False) else starts
     engine = start_engine(cfg, starts, new_tokens=cfg.max_episode_tokens)
     sampling = SamplingConfig(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
-    # the engine holds the longest start plus max_episode_tokens: the episode budget binds first
-    limits = EpisodeLimits(cfg.max_turns, cfg.max_episode_tokens, max_model_len=1 << 30)
+    limits = EpisodeLimits(cfg.max_turns, cfg.max_episode_tokens, max_model_len=None)  # sized above
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     episodes = run_episodes(engine, env, rows, cfg.samples, sampling, limits)

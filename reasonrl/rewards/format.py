@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from reasonrl.rewards.gsm8k import INVALID, STRICT_PATTERN, extract, normalize
 from reasonrl.rewards.registry import register
 
 FORMAT_PRESETS = {
@@ -16,15 +17,11 @@ FORMAT_PRESETS = {
 }
 
 
-_FINAL = re.compile(r"####\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?)")
-
-
 def example_answers(prompt: str, question: str = "") -> set[str]:
-    """Numbers the prompt shows as a final answer ('#### 42' in an instruction) that the
-    question itself does not contain: an answer equal to one of them was copied."""
-    return {m.replace(",", "") for m in _FINAL.findall(prompt)} - {
-        m.replace(",", "") for m in _FINAL.findall(question)
-    }
+    """Answers the prompt shows ('#### 42' in an instruction) that the question itself does
+    not contain, read as the gsm8k reward reads them: an answer equal to one was copied."""
+    shown = {normalize(a) for a in re.findall(STRICT_PATTERN, prompt)}
+    return shown - {normalize(a) for a in re.findall(STRICT_PATTERN, question)}
 
 
 @register("format")
@@ -42,8 +39,8 @@ def format_reward(preset: str | None = "gsm8k", pattern: str | None = None, pay_
     regex = re.compile(pattern)
 
     def copied(completion: str, prompt: str, question: str) -> bool:
-        answers = _FINAL.findall(completion)
-        return bool(answers) and answers[-1].replace(",", "") in example_answers(prompt, question)
+        answer = extract(completion, STRICT_PATTERN, -1)
+        return answer != INVALID and normalize(answer) in example_answers(prompt, question)
 
     def reward(completions: list[str], prompts: list[str] | None = None, question=None, **_) -> list[float]:
         prompts = prompts or [""] * len(completions)

@@ -55,7 +55,7 @@ class Episode:
 class EpisodeLimits:
     max_turns: int = 4  # assistant turns per episode
     max_episode_tokens: int = 1024  # model + environment tokens after the prompt
-    max_model_len: int = 2048  # prompt + episode
+    max_model_len: int | None = 2048  # prompt + episode; None: the engine was sized for the budget
 
 
 def observation_ids(tokenizer, episode: Episode, role: str, content: str) -> list[int]:
@@ -78,7 +78,10 @@ def observation_ids(tokenizer, episode: Episode, role: str, content: str) -> lis
 
 def _budget(e: Episode, limits: EpisodeLimits) -> int:
     """Tokens the episode may still add (its own budget and the model's context)."""
-    return min(limits.max_episode_tokens, limits.max_model_len - len(e.prompt_ids)) - len(e.tokens)
+    room = limits.max_episode_tokens
+    if limits.max_model_len is not None:
+        room = min(room, limits.max_model_len - len(e.prompt_ids))
+    return room - len(e.tokens)
 
 
 def _append(e: Episode, ids: list[int], logprobs: list[float], model: bool) -> None:
