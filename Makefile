@@ -9,7 +9,7 @@ RUN_ARGS ?= $(if $(wildcard $(GSM8K)/train.jsonl),--data.source $(GSM8K),)
 PYTEST := $(PY) -m pytest
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps run test test-fast test-slow lint format bench eval clean data
+.PHONY: setup system-deps run test test-fast test-slow test-long lint format bench eval clean data
 
 $(STAMP): pyproject.toml requirements/constraints.txt scripts/setup.sh
 	./scripts/setup.sh
@@ -23,13 +23,16 @@ run: $(STAMP)  ## train the default recipe on the embedded model (a few CPU minu
 	$(PY) -m reasonrl train $(RECIPE) $(RUN_ARGS)
 
 test: $(STAMP)  ## everything CI runs: unit, integration, learning (slow ones included)
-	$(PYTEST) tests --ignore=tests/benchmarks --durations=15
+	$(PYTEST) tests --ignore=tests/benchmarks -m "not long" --durations=15
 
 test-fast: $(STAMP)  ## the quick tier only (no tests marked slow)
-	$(PYTEST) tests --ignore=tests/benchmarks -m "not slow"
+	$(PYTEST) tests --ignore=tests/benchmarks -m "not slow and not long"
 
 test-slow: $(STAMP)  ## the slow tier only: learning, 2-process and long integration tests
-	$(PYTEST) tests --ignore=tests/benchmarks -m slow --durations=15
+	$(PYTEST) tests --ignore=tests/benchmarks -m "slow and not long" --durations=15
+
+test-long: $(STAMP)  ## the long tier CI leaves out: every SmolLM2 recipe end to end
+	$(PYTEST) tests --ignore=tests/benchmarks -m long --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -42,8 +42,13 @@ SMALL = {
 }
 
 
+# GRPO (the default) runs in CI; PPO and DPO on SmolLM2 take 2-3 min each on AVX2 and are in
+# `make test-long` (the tiny-model recipes of both run in CI)
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["grpo", "ppo", "dpo"])
+@pytest.mark.parametrize(
+    "algorithm",
+    ["grpo", pytest.param("ppo", marks=pytest.mark.long), pytest.param("dpo", marks=pytest.mark.long)],
+)
 def test_smollm2_recipe_runs(tmp_path, algorithm):
     out = tmp_path / algorithm
     cli(
