@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -32,9 +32,12 @@ class Problem:
     question: str
     solution: str  # worked solution, calculator annotations removed, without the #### line
     answer: str  # final answer, normalised: "1000", "-5", "2.5"
+    # what a task-specific checker needs beyond the answer (reasoning-gym: task, knobs, entry)
+    meta: dict | None = field(default=None, compare=False)
 
     def to_record(self) -> dict:
-        return {"question": self.question, "solution": self.solution, "answer": self.answer}
+        record = {"question": self.question, "solution": self.solution, "answer": self.answer}
+        return record | ({"meta": self.meta} if self.meta is not None else {})
 
 
 def strip_calculator(text: str) -> str:

@@ -3,13 +3,15 @@
 ``synthetic:LEVEL[:N[:SEED]]`` draws N (default 1000) synthetic problems of difficulty
 LEVEL (``0`` for the tiny-model arithmetic drill, ``1-4`` for a range), so a recipe
 needs no data file at all. ``lookup[:N[:SEED]]`` draws rows of the lookup toy
-environment (``k3:``, a hidden digit).
+environment (``k3:``, a hidden digit). ``reasoning_gym:TASK[:N[:SEED]][?KNOB=V&...]``
+draws rows of one of reasoning-gym's procedural tasks (``reasonrl.data.procedural``).
 """
 
 from __future__ import annotations
 
 import logging
 
+from reasonrl.data import procedural
 from reasonrl.data.gsm8k import Problem, load_gsm8k
 from reasonrl.data.synthetic import generate
 
@@ -46,6 +48,8 @@ def lookup_problems(source: str, split: str) -> list[Problem]:
 def load_problems(source: str, split: str = "train", limit: int | None = None) -> list[Problem]:
     if source == "lookup" or source.startswith("lookup:"):
         problems = lookup_problems(source, split)
+    elif source.startswith(procedural.PREFIX):
+        problems = procedural.load(source, split)
     elif source.startswith("synthetic:"):
         levels, n, seed = parse_synthetic(source)
         # a distinct seed per split, so "test" problems are not the "train" ones

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from reasonrl.envs.base import EnvState, Step
 from reasonrl.envs.tools import DESCRIPTIONS, ToolError, make_tools, parse_tool_call, run_tool
 from reasonrl.rewards.gsm8k import FLEXIBLE_PATTERN, INVALID, STRICT_PATTERN, extract, is_correct
+from reasonrl.rewards.procedural import Checkers, read_answer
 
 TOOL_SYSTEM = (
     'You can use tools. To call one, write <tool_call>{{"name": NAME, "arguments": '
@@ -72,6 +73,20 @@ def final_answer(text: str) -> str | None:
     return None
 
 
+_CHECKERS = Checkers()
+
+
+def check_answer(text: str, row: dict) -> tuple[str | None, bool]:
+    """(the reply's answer, whether it is right): a reasoning-gym row (``meta`` from a
+    ``reasoning_gym:`` source) by its task's checker (full marks), else as a number."""
+    meta = row.get("meta")
+    if meta and "task" in meta:
+        answer = read_answer(text)
+        return answer, answer is not None and _CHECKERS.score(answer, meta) >= 1.0
+    answer = final_answer(text)
+    return answer, answer is not None and is_correct(answer, row["answer"])
+
+
 @dataclass
 class ToolEnv:
     """Arithmetic and word problems with tools (calculator, python)."""
@@ -120,8 +135,7 @@ class ToolEnv:
 
     def score(self, state: EnvState) -> float:
         replies = [m["content"] for m in state.messages if m["role"] == "assistant"]
-        answer = final_answer(replies[-1]) if replies else None
-        state.info["success"] = answer is not None and is_correct(answer, state.row["answer"])
+        state.info["success"] = bool(replies) and check_answer(replies[-1], state.row)[1]
         return float(state.info["success"]) + sum(state.turn_rewards)
 
 
@@ -140,8 +154,7 @@ class FeedbackEnv:
         )
 
     def step(self, state: EnvState, text: str) -> Step:
-        answer = final_answer(text)
-        state.info["correct"] = answer is not None and is_correct(answer, state.row["answer"])
+        answer, state.info["correct"] = check_answer(text, state.row)
         if state.info["correct"] or state.turn >= self.max_turns:
             return Step(done=True)
         said = f"The answer {answer} is wrong." if answer is not None else "I found no final answer."

@@ -24,7 +24,7 @@ def evaluate_env(cfg: EvalConfig) -> dict:
     env = make_env(cfg.env, max_turns=cfg.max_turns)
     problems = load_problems(cfg.data, cfg.split)
     chosen = _select(len(problems), cfg.limit, cfg.subset_seed)
-    rows = [{"question": problems[i].question, "answer": problems[i].answer} for i in chosen]
+    rows = [problems[i].to_record() for i in chosen]
     starts = [env.reset(row).messages for row in rows]
     starts = [m[0]["content"] for m in starts] if getattr(env, "plain", False) else starts
     engine = start_engine(cfg, starts, new_tokens=cfg.max_episode_tokens)

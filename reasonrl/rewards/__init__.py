@@ -7,9 +7,10 @@ length           DAPO's soft over-length penalty
 teacher_logprob  a teacher model's mean per-token log-prob of the completion
 judge            a teacher model's P(yes) that the completion is correct
 program          fraction of test cases a sandboxed Python program passes
+reasoning_gym    a reasoning-gym task's own checker (rows from a ``reasoning_gym:`` source)
 """
 
-from reasonrl.rewards import format, gsm8k, math, program, teacher  # noqa: F401  (registration)
+from reasonrl.rewards import format, gsm8k, math, procedural, program, teacher  # noqa: F401  (registration)
 from reasonrl.rewards.registry import (
     RewardScores,
     RewardSet,

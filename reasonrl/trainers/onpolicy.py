@@ -54,7 +54,7 @@ def collect_episodes(
     run: Run, model, engine, env, problems: list[Problem], sampling: SamplingConfig, recipe: Recipe
 ) -> ScoredBatch:
     """``sampling.n`` episodes of the recipe's environment from each problem, scored by it."""
-    rows = [{"question": p.question, "answer": p.answer, "solution": p.solution} for p in problems]
+    rows = [p.to_record() for p in problems]
     limits = EpisodeLimits(recipe.env.max_turns, recipe.env.max_episode_tokens, recipe.rollout.max_model_len)
     with run.gathered(model):
         episodes = run_episodes(engine, env, rows, sampling.n, sampling, limits)
@@ -121,6 +121,7 @@ def collect(
         answer=answers,
         prompts=rollouts.prompts,
         question=[problems[g].question for g in groups],
+        meta=[problems[g].meta for g in groups],
         completion_lengths=rollouts.completion_lengths.tolist(),
     )
     return ScoredBatch(problems, rollouts, scores, answers)

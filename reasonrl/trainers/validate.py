@@ -129,6 +129,13 @@ def check_rewards(recipe: Recipe) -> list[RewardSpec]:
             check_reward(spec.name, spec.options)
         except (ValueError, SandboxUnavailable) as err:
             raise place(recipe, where, str(err).removeprefix(f"{where}: ")) from None
+        if spec.name == "reasoning_gym" and not recipe.data.source.startswith("reasoning_gym:"):
+            raise place(
+                recipe,
+                where,
+                f"reward 'reasoning_gym' scores rows of a reasoning_gym: source, "
+                f"not {recipe.data.source!r} (data.source)",
+            )
         specs.append(spec)
     if not specs:
         raise place(recipe, "rewards", "a recipe needs at least one reward")

@@ -52,6 +52,21 @@ CASES = [
     (GRPO, ["--resume"], "--overwrite and --resume exclude each other"),
     (
         GRPO,
+        ["--data.source", "reasoning_gym:basic_arithmetc:10"],
+        "unknown reasoning-gym task 'basic_arithmetc'; did you mean 'basic_arithmetic'?",
+    ),
+    (
+        GRPO,
+        ["--data.source", "reasoning_gym:chain_sum:10?max_trms=3"],
+        "has no knob(s) ['max_trms']; its knobs:",
+    ),
+    (
+        GRPO,
+        ["--rewards", "[{name: reasoning_gym}]"],
+        "--rewards: rewards[0]: reward 'reasoning_gym' scores rows of a reasoning_gym: source",
+    ),
+    (
+        GRPO,
         ["--env", "{name: tools}"],
         "--env: unknown environment 'tools'; available: feedback, lookup, tool",
     ),
