@@ -55,9 +55,31 @@ def _train(args: argparse.Namespace) -> int:
     from reasonrl.config import load_recipe
     from reasonrl.trainers import train
     from reasonrl.trainers.recipe import Recipe
+    from reasonrl.trainers.validate import validate
 
-    train(load_recipe(Recipe, args.recipe, args.overrides))
+    recipe = load_recipe(Recipe, args.recipe, args.overrides)
+    # held-out accuracy around the run (eval.limit > 0), on the main process only
+    evaluating = recipe.eval.limit > 0 and int(os.environ.get("RANK", "0")) == 0
+    before = None
+    if evaluating and recipe.eval.before:
+        validate(recipe)  # bad input is named before the first model loads, as without eval
+        before = _held_out(recipe, None, Path(recipe.train.output_dir) / "eval-base")
+    run = train(recipe)
+    if evaluating:
+        from reasonrl.eval.around import report
+
+        after = _held_out(recipe, str(run.output_dir / "final"), run.output_dir / "eval")
+        print(report(before, after))
     return 0
+
+
+def _held_out(recipe, weights: str | None, output: Path) -> dict:
+    import dataclasses
+
+    from reasonrl.eval.around import held_out_config, run_eval
+
+    logging.getLogger(__name__).info("held-out evaluation of %s", weights or recipe.model.name)
+    return run_eval(dataclasses.replace(held_out_config(recipe, weights), output=str(output)))
 
 
 def _control(args: argparse.Namespace) -> int:

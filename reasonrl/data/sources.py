@@ -45,6 +45,11 @@ def lookup_problems(source: str, split: str) -> list[Problem]:
     return [Problem(f"k{rng.randrange(10)}:", "", str(rng.randrange(10))) for _ in range(n)]
 
 
+def is_generated(source: str) -> bool:
+    """A source the project generates (synthetic, lookup, reasoning-gym), not a GSM8K file."""
+    return source == "lookup" or source.startswith(("lookup:", "synthetic:", procedural.PREFIX))
+
+
 def load_problems(source: str, split: str = "train", limit: int | None = None) -> list[Problem]:
     if source == "lookup" or source.startswith("lookup:"):
         problems = lookup_problems(source, split)

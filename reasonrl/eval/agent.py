@@ -21,7 +21,7 @@ from reasonrl.rollout.episodes import EpisodeLimits, run_episodes
 
 
 def evaluate_env(cfg: EvalConfig) -> dict:
-    env = make_env(cfg.env, max_turns=cfg.max_turns)
+    env = make_env(cfg.env, max_turns=cfg.max_turns, **cfg.env_options)
     problems = load_problems(cfg.data, cfg.split)
     chosen = _select(len(problems), cfg.limit, cfg.subset_seed)
     rows = [problems[i].to_record() for i in chosen]

@@ -10,7 +10,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -48,6 +48,7 @@ class EvalConfig:
     instruction: str = CHAT_INSTRUCTION  # for the chat task
     progress: bool = True
     env: str | None = None  # evaluate an agent in this multi-turn environment (reasonrl.envs)
+    env_options: dict = field(default_factory=dict)  # the environment's own (a recipe's env.options)
     max_turns: int = 4
     max_episode_tokens: int = 1024
 
@@ -131,11 +132,17 @@ def start_engine(cfg: EvalConfig, prompts: list, new_tokens: int | None = None):
     (text, or chat messages as the template renders them) and ``new_tokens`` more
     (default ``cfg.max_tokens``)."""
     model, tokenizer, base_dir = load_policy(cfg.model, cfg.adapter)
-    longest = max(
-        len(tokenizer(p).input_ids)
+    # chat prompts as the template renders them (text: apply_chat_template(tokenize=True)
+    # returns a dict, not ids, in recent transformers)
+    texts = [
+        p
         if isinstance(p, str)
-        else len(tokenizer.apply_chat_template(p, tokenize=True, add_generation_prompt=True))
+        else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         for p in prompts
+    ]
+    longest = max(
+        len(tokenizer(t, add_special_tokens=isinstance(p, str)).input_ids)
+        for t, p in zip(texts, prompts, strict=True)
     )
     engine = make_engine(
         cfg.engine,

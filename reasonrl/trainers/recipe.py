@@ -150,6 +150,20 @@ class TrainSection:
 
 
 @dataclass
+class EvalSection:
+    """Held-out accuracy before and after the run, printed at its end (``reasonrl eval`` on
+    the run's own prompts): GSM8K-format data with the chat task (lm-eval's strict match),
+    generated sources (synthetic, reasoning_gym) in the feedback environment for one turn,
+    and an environment recipe in its environment."""
+
+    limit: int = 0  # held-out rows; 0 = no evaluation around the run
+    data: str | None = None  # default: data.source (its test split)
+    split: str = "test"
+    max_tokens: int | None = None  # per turn; default: the algorithm's max_completion_length
+    before: bool = True  # also evaluate the model the run starts from
+
+
+@dataclass
 class Recipe:
     algorithm: Literal["grpo", "ppo", "dpo"] = "grpo"
     model: ModelSection = field(default_factory=ModelSection)
@@ -161,5 +175,6 @@ class Recipe:
     ppo: PPOSection = field(default_factory=PPOSection)
     dpo: DPOSection = field(default_factory=DPOSection)
     train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
 
     renamed: ClassVar[dict[str, str]] = RENAMED

@@ -154,6 +154,26 @@ def check_data(recipe: Recipe) -> None:
         raise place(recipe, "data.source", f"{data.source!r} [{data.split}] holds no {what}")
 
 
+def check_eval(recipe: Recipe) -> None:
+    """The held-out evaluation around the run (``eval:``): its numbers, and rows that load."""
+    section = recipe.eval
+    if section.limit < 0:
+        raise place(recipe, "eval.limit", f"must be an integer >= 0 (0: no evaluation), got {section.limit}")
+    if section.max_tokens is not None and section.max_tokens < 1:
+        raise place(recipe, "eval.max_tokens", f"must be an integer >= 1, got {section.max_tokens}")
+    if section.limit == 0:
+        return
+    key, source = ("eval.data", section.data) if section.data else ("data.source", recipe.data.source)
+    try:
+        rows = load_problems(source, section.split, section.limit)
+    except (DataError, FileNotFoundError, OSError, ValueError) as err:
+        raise place(recipe, key, f"{source!r} (the held-out evaluation's rows): {err}") from None
+    if not rows:
+        raise place(
+            recipe, key, f"{source!r} [{section.split}] holds no problems for the held-out evaluation"
+        )
+
+
 def check_output(recipe: Recipe) -> None:
     train = recipe.train
     problem = earlier_run_problem(Path(train.output_dir), train.resume, train.overwrite)
@@ -170,4 +190,5 @@ def validate(recipe: Recipe) -> None:
     check_env(recipe)
     check_rewards(recipe)
     check_data(recipe)
+    check_eval(recipe)
     check_output(recipe)

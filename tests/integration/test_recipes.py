@@ -51,7 +51,7 @@ SMALL = {
 )
 def test_smollm2_recipe_runs(tmp_path, algorithm):
     out = tmp_path / algorithm
-    cli(
+    proc = cli(
         "train",
         f"recipes/gsm8k/{algorithm}-smollm2.yaml",
         "--output_dir",
@@ -67,11 +67,15 @@ def test_smollm2_recipe_runs(tmp_path, algorithm):
         "--report_to",
         "none",
         *SMALL[algorithm],
+        *([] if algorithm == "dpo" else ["--eval.limit", "3", "--eval.max_tokens", "16"]),
         timeout=1800,
     )
     assert (out / "final" / "adapter_model.safetensors").exists()
     assert "rollout engine" in (out / "train.log").read_text() or algorithm == "dpo"
     assert metrics(out)
+    if algorithm != "dpo":  # held-out accuracy before -> after, printed and kept beside the run
+        assert "held-out exact_match,strict-match (data/synthetic_gsm8k.jsonl [test], 3 rows): " in proc.stdout
+        assert (out / "eval-base" / "summary.json").exists() and (out / "eval" / "summary.json").exists()
     # the saved recipe says which precision ran: `auto` resolved for this machine
     ran = yaml.safe_load((out / "recipe.yaml").read_text())
     assert ran["train"]["bf16"] is native_bf16()
