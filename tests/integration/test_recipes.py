@@ -74,7 +74,8 @@ def test_smollm2_recipe_runs(tmp_path, algorithm):
     assert "rollout engine" in (out / "train.log").read_text() or algorithm == "dpo"
     assert metrics(out)
     if algorithm != "dpo":  # held-out accuracy before -> after, printed and kept beside the run
-        assert "held-out exact_match,strict-match (data/synthetic_gsm8k.jsonl [test], 3 rows): " in proc.stdout
+        line = "held-out exact_match,strict-match (data/synthetic_gsm8k.jsonl [test], 3 rows): "
+        assert line in proc.stdout
         assert (out / "eval-base" / "summary.json").exists() and (out / "eval" / "summary.json").exists()
     # the saved recipe says which precision ran: `auto` resolved for this machine
     ran = yaml.safe_load((out / "recipe.yaml").read_text())

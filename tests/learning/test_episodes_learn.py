@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow  # minutes of training: `make test-slow`, and `mak
 
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
 def test_learns_to_call_the_tool_and_use_its_answer(tmp_path, algorithm):
-    out = cli("train", f"recipes/synthetic/{algorithm}-lookup-tiny.yaml", "--output_dir", str(tmp_path), *QUIET)
+    recipe = f"recipes/synthetic/{algorithm}-lookup-tiny.yaml"
+    out = cli("train", recipe, "--output_dir", str(tmp_path), *QUIET)
     rows = metrics(tmp_path)
     first, last = rows[:10], rows[-10:]
     start, end = mean(first, "episode/success"), mean(last, "episode/success")
