@@ -50,6 +50,15 @@ def is_generated(source: str) -> bool:
     return source == "lookup" or source.startswith(("lookup:", "synthetic:", procedural.PREFIX))
 
 
+def has_problems(source: str, split: str = "test") -> bool:
+    """Whether ``source`` [split] reads as problems (with answers to check), not only as
+    examples or pairs: what a trainer needs to sample and score held-out completions."""
+    try:
+        return bool(load_problems(source, split, 1))
+    except Exception:
+        return False
+
+
 def load_problems(source: str, split: str = "train", limit: int | None = None) -> list[Problem]:
     if source == "lookup" or source.startswith("lookup:"):
         problems = lookup_problems(source, split)

@@ -13,6 +13,8 @@ or configs: the module imports only torch.
     aggregation  masked means and the GRPO loss types' token aggregation
     value        clipped value loss, soft Bellman target, SAC temperature, soft value
     preference   DPO, cDPO, IPO, hinge, robust DPO
+    distillation SFT's next-token NLL; forward / reverse KL and GKD's generalised JSD between
+                 a student's and a teacher's distributions; the sampled-token gap advantage
 """
 
 from reasonrl.losses.advantages import (
@@ -24,6 +26,13 @@ from reasonrl.losses.advantages import (
     vtrace,
 )
 from reasonrl.losses.aggregation import LOSS_TYPE_AGGREGATION, aggregate_tokens, masked_mean
+from reasonrl.losses.distillation import (
+    distillation_divergence,
+    generalized_jsd,
+    kl_divergence,
+    nll,
+    token_gap_advantages,
+)
 from reasonrl.losses.logprobs import linear_token_logprobs, token_logprobs
 from reasonrl.losses.objectives import GRPOLossOutput, PPOLossOutput, grpo_loss, ppo_loss
 from reasonrl.losses.policy import (
@@ -48,15 +57,19 @@ __all__ = [
     "aggregate_tokens",
     "clipped_surrogate",
     "discounted_returns",
+    "distillation_divergence",
     "dpo_loss",
     "entropy_from_logits",
     "generalized_advantage_estimation",
+    "generalized_jsd",
     "group_advantages",
     "grpo_loss",
     "importance_ratio",
+    "kl_divergence",
     "kl_estimate",
     "linear_token_logprobs",
     "masked_mean",
+    "nll",
     "policy_gradient_loss",
     "ppo_loss",
     "rloo_advantages",
@@ -64,6 +77,7 @@ __all__ = [
     "soft_bellman_target",
     "soft_policy_loss",
     "soft_value",
+    "token_gap_advantages",
     "token_logprobs",
     "value_loss",
     "vtrace",

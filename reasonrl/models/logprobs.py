@@ -102,6 +102,23 @@ def completion_logprobs(
     return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
 
 
+def completion_logits(model, batch) -> torch.Tensor:
+    """The logits that predict each completion token, [N, C, V] (the distribution over the
+    vocabulary at every completion position: what distillation compares). One forward pass
+    over prompt + completion; position ids count real tokens, as ``completion_logprobs``.
+    Padding positions hold junk: mask them."""
+    input_ids, mask = batch.input_ids()
+    C = batch.completion_ids.shape[1]
+    out = model(
+        input_ids=input_ids,
+        attention_mask=mask.long(),
+        position_ids=position_ids(mask),
+        use_cache=False,
+        logits_to_keep=C + 1,
+    )
+    return out.logits[:, :-1]  # the last C + 1 positions: the one before each completion token
+
+
 def length_groups(
     lengths: list[int], pass_cost: int = PASS_COST_TOKENS, passes: int | None = None
 ) -> list[tuple[int, int, int]]:

@@ -1,4 +1,4 @@
-"""LLM trainers: GRPO, PPO and DPO loops built on reasonrl.losses, rollout and rewards."""
+"""LLM trainers: GRPO, PPO, DPO, SFT and distillation loops built on reasonrl.losses, rollout and rewards."""
 
 from __future__ import annotations
 
@@ -21,4 +21,12 @@ def train(recipe):
         from reasonrl.trainers.dpo import train_dpo
 
         return train_dpo(recipe)
+    if recipe.algorithm == "sft":
+        from reasonrl.trainers.sft import train_sft
+
+        return train_sft(recipe)
+    if recipe.algorithm == "distill":
+        from reasonrl.trainers.distill import train_distill
+
+        return train_distill(recipe)
     raise ValueError(f"unknown algorithm {recipe.algorithm!r}")

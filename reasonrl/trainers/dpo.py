@@ -28,12 +28,14 @@ from reasonrl.data import load_problems
 from reasonrl.data.gsm8k import Problem
 from reasonrl.data.preference import PreferencePair, load_pairs
 from reasonrl.data.sampler import ProblemSampler
+from reasonrl.data.sources import has_problems
 from reasonrl.data.templates import make_prompt
 from reasonrl.losses import dpo_loss
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters
 from reasonrl.rewards import RewardSet
-from reasonrl.rollout import PreferencePairs, TokenBatch, encode_prompts
+from reasonrl.rollout import PreferencePairs, TokenBatch
+from reasonrl.rollout.encode import encode_examples
 from reasonrl.runtime import Run, make_optimizer
 from reasonrl.trainers.final import save_final
 from reasonrl.trainers.onpolicy import ScoredBatch, collect, reward_set
@@ -44,30 +46,12 @@ from reasonrl.trainers.start import start_run
 log = logging.getLogger("reasonrl")
 
 
-def completion_ids(tokenizer, pair_prompt, rendered_prompt: str, text: str) -> list[int]:
-    """Token ids of a completion as TRL builds them: plain text gets eos appended; a chat
-    reply is rendered by the chat template (so it ends with the template's end-of-turn)."""
-    if isinstance(pair_prompt, list):
-        full = tokenizer.apply_chat_template(
-            pair_prompt + [{"role": "assistant", "content": text}], tokenize=False
-        )
-        if full.startswith(rendered_prompt):
-            return tokenizer(full[len(rendered_prompt) :], add_special_tokens=False).input_ids
-    return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-
-
 def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> PreferencePairs:
     """2B rows: the chosen completions, then the rejected ones (prompt, then completion)."""
-    rendered, prompt_ids = encode_prompts(tokenizer, [p.prompt for p in pairs])
-    sides = []
-    for texts in ([p.chosen for p in pairs], [p.rejected for p in pairs]):
-        sides.append(
-            [
-                completion_ids(tokenizer, pair.prompt, text_prompt, text)[: max(1, max_length - len(ids))]
-                for pair, text_prompt, ids, text in zip(pairs, rendered, prompt_ids, texts, strict=True)
-            ]
-        )
-    return PreferencePairs.from_lists(prompt_ids, sides[0], sides[1], tokenizer.pad_token_id)
+    prompts = [p.prompt for p in pairs]
+    prompt_ids, chosen = encode_examples(tokenizer, prompts, [p.chosen for p in pairs], max_length)
+    _, rejected = encode_examples(tokenizer, prompts, [p.rejected for p in pairs], max_length)
+    return PreferencePairs.from_lists(prompt_ids, chosen, rejected, tokenizer.pad_token_id)
 
 
 @dataclass
@@ -274,7 +258,7 @@ def train_dpo(recipe: Recipe) -> Run:
     engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
     d = DPORun(run, policy, model, optimizer, scheduler, engine, reward_set(recipe), recipe)
     eval_source = data.eval_source or data.source
-    eval_problems = load_problems(eval_source, "test", cfg.eval_samples) if _has_problems(eval_source) else []
+    eval_problems = load_problems(eval_source, "test", cfg.eval_samples) if has_problems(eval_source) else []
 
     eval_pairs, train_pairs = ([], []) if cfg.on_policy else split_pairs(recipe)
     eval_ref = reference_table(d, eval_pairs)
@@ -294,15 +278,6 @@ def train_dpo(recipe: Recipe) -> Run:
     engine.close()
     run.finish()
     return run
-
-
-def _has_problems(source: str) -> bool:
-    """Whether ``source`` can be read as problems (GSM8K format) for sampling checks."""
-    try:
-        load_problems(source, "test", 1)
-        return True
-    except Exception:
-        return False
 
 
 def _fmt(metrics: dict) -> str:

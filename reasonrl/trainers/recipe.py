@@ -3,7 +3,8 @@
 The parser is reasonrl's own (``reasonrl.config``); the key names are TRL's where they
 mean the same thing (GRPOConfig: num_generations, beta, epsilon, epsilon_high,
 loss_type, scale_rewards, num_iterations, max_completion_length, temperature,
-mask_truncated_completions; DPOConfig: beta, loss_type, label_smoothing). PPO's keys
+mask_truncated_completions; DPOConfig: beta, loss_type, label_smoothing; SFTConfig:
+completion_only_loss, max_length; GKDConfig: beta, lmbda, temperature). PPO's keys
 are CleanRL's, as the CartPole agent's are (clip_coef, gae_lambda, vf_coef, ent_coef),
 so one name means one thing in both.
 """
@@ -125,6 +126,29 @@ class DPOSection:
 
 
 @dataclass
+class SFTSection:
+    batch_size: int = 16  # examples per optimizer step, over all processes
+    max_length: int = 512  # prompt + completion tokens; longer completions are cut
+    completion_only_loss: bool = True  # TRL's name; false: the prompt's tokens are learned too
+    eval_fraction: float = 0.05  # held-out examples for the completion loss
+    eval_samples: int = 64  # held-out problems sampled for the verifier reward (problem sources)
+    max_completion_length: int = 128  # length of the sampled completions (evaluation, on-policy)
+    temperature: float = 1.0  # sampling temperature (evaluation, on-policy)
+
+
+@dataclass
+class DistillSection(SFTSection):
+    # the teacher: a model name or folder, or a LoRA adapter folder on the student's base
+    # model; none with teacher_context: hint = the policy itself, shown the hint
+    teacher: str | None = None
+    divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    beta: float = 0.5  # jsd: the teacher's weight in the mixture (GKD's β)
+    lmbda: float = 0.0  # GKD's λ: the fraction of steps trained on the student's own samples
+    teacher_context: Literal["none", "hint"] = "none"  # hint: the row's hint is added to the teacher's prompt
+    hint_field: str = "hint"
+
+
+@dataclass
 class TrainSection:
     output_dir: str = "outputs/run"
     seed: int = 0
@@ -165,7 +189,7 @@ class EvalSection:
 
 @dataclass
 class Recipe:
-    algorithm: Literal["grpo", "ppo", "dpo"] = "grpo"
+    algorithm: Literal["grpo", "ppo", "dpo", "sft", "distill"] = "grpo"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     rollout: RolloutSection = field(default_factory=RolloutSection)
@@ -174,6 +198,8 @@ class Recipe:
     grpo: GRPOSection = field(default_factory=GRPOSection)
     ppo: PPOSection = field(default_factory=PPOSection)
     dpo: DPOSection = field(default_factory=DPOSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    distill: DistillSection = field(default_factory=DistillSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
 

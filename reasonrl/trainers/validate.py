@@ -15,6 +15,7 @@ from pathlib import Path
 from reasonrl.config import RecipeError, place
 from reasonrl.data import DataError, load_problems
 from reasonrl.data.preference import load_pairs
+from reasonrl.data.sft import PromptStyle, load_examples
 from reasonrl.envs import make_env
 from reasonrl.rewards import check_reward
 from reasonrl.rewards.registry import RewardSpec
@@ -74,7 +75,22 @@ RANGES = {
     "dpo.eval_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "dpo.eval_samples": _non_negative,
 }
-SECTIONS = {"grpo": "grpo.", "ppo": "ppo.", "dpo": "dpo."}  # the algorithm's own section is checked
+for _section in ("sft", "distill"):  # distillation's section extends SFT's
+    RANGES |= {
+        f"{_section}.batch_size": _at_least_one,
+        f"{_section}.max_length": (lambda v: v >= 2, "an integer >= 2 (a prompt token and a target)"),
+        f"{_section}.eval_fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        f"{_section}.eval_samples": _non_negative,
+        f"{_section}.max_completion_length": _at_least_one,
+        f"{_section}.temperature": _non_negative,
+    }
+RANGES |= {
+    "distill.beta": _unit,
+    "distill.lmbda": _unit,
+    "distill.temperature": _positive,  # it also scales both distributions in the loss
+}
+# the algorithm's own section is checked
+SECTIONS = {"grpo": "grpo.", "ppo": "ppo.", "dpo": "dpo.", "sft": "sft.", "distill": "distill."}
 
 
 def _get(recipe, key: str):
@@ -107,8 +123,8 @@ def check_env(recipe: Recipe) -> None:
     env = recipe.env
     if env is None:
         return
-    if recipe.algorithm == "dpo":
-        raise place(recipe, "env", "episodes train with algorithm: grpo or ppo, not 'dpo'")
+    if recipe.algorithm not in ("grpo", "ppo"):
+        raise place(recipe, "env", f"episodes train with algorithm: grpo or ppo, not {recipe.algorithm!r}")
     for key in ("max_turns", "max_episode_tokens"):
         if getattr(env, key) < 1:
             raise place(recipe, f"env.{key}", f"must be an integer >= 1, got {getattr(env, key)!r}")
@@ -144,6 +160,8 @@ def check_rewards(recipe: Recipe) -> list[RewardSpec]:
 
 def check_data(recipe: Recipe) -> None:
     data = recipe.data
+    if recipe.algorithm in ("sft", "distill"):
+        return check_examples(recipe)
     offline_pairs = recipe.algorithm == "dpo" and not recipe.dpo.on_policy
     try:
         rows = (load_pairs if offline_pairs else load_problems)(data.source, data.split, data.limit)
@@ -152,6 +170,59 @@ def check_data(recipe: Recipe) -> None:
     if not rows:
         what = "preference pairs" if offline_pairs else "problems"
         raise place(recipe, "data.source", f"{data.source!r} [{data.split}] holds no {what}")
+
+
+def check_examples(recipe: Recipe) -> None:
+    """SFT / distillation rows: every row in a known format (the first bad one is named by
+    file and line), and a hint in each when the teacher is to be shown one."""
+    data, section = recipe.data, getattr(recipe, recipe.algorithm)
+    hint_field = getattr(section, "hint_field", "hint")
+    style = PromptStyle(data.template, data.instruction, data.system_prompt)
+    try:
+        examples = load_examples(data.source, data.split, data.limit, style, hint_field)
+    except (DataError, FileNotFoundError, OSError, ValueError) as err:
+        raise place(recipe, "data.source", f"{data.source!r}: {err}") from None
+    if not examples:
+        raise place(recipe, "data.source", f"{data.source!r} [{data.split}] holds no examples")
+    if getattr(section, "teacher_context", "none") == "hint":
+        bare = next((e for e in examples if not e.hint), None)
+        if bare is not None:
+            raise place(
+                recipe,
+                "distill.teacher_context",
+                f"'hint' needs a {hint_field!r} field in every row; {bare.where} has none "
+                f"(distill.hint_field names the field)",
+            )
+    if recipe.algorithm == "distill" and section.teacher is None and section.teacher_context != "hint":
+        raise place(
+            recipe,
+            "distill.teacher",
+            "name a teacher (a model name or folder, or an adapter folder), or set "
+            "teacher_context: hint to let the policy teach itself from hints",
+        )
+
+
+def check_teacher(recipe: Recipe) -> None:
+    """The teacher loads (its folder or name resolves) and shares the student's tokenizer,
+    so token-level distributions compare position by position; before any model loads."""
+    if recipe.algorithm != "distill" or recipe.distill.teacher is None:
+        return
+    from reasonrl.models import ModelNotFoundError, load_tokenizer
+
+    teacher, student = recipe.distill.teacher, recipe.model.name
+    try:
+        t_tok = load_tokenizer(teacher)
+    except (ModelNotFoundError, OSError, ValueError) as err:
+        raise place(recipe, "distill.teacher", f"{teacher!r}: {err}") from None
+    s_tok = load_tokenizer(student, trust_remote_code=recipe.model.trust_remote_code)
+    if t_tok.get_vocab() != s_tok.get_vocab():
+        raise place(
+            recipe,
+            "distill.teacher",
+            f"the teacher {teacher!r} and the student {student!r} (model.name) have different "
+            f"tokenizers ({len(t_tok)} vs {len(s_tok)} tokens): token-level distillation needs "
+            "one vocabulary",
+        )
 
 
 def check_eval(recipe: Recipe) -> None:
@@ -190,5 +261,6 @@ def validate(recipe: Recipe) -> None:
     check_env(recipe)
     check_rewards(recipe)
     check_data(recipe)
+    check_teacher(recipe)
     check_eval(recipe)
     check_output(recipe)
