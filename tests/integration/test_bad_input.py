@@ -19,6 +19,17 @@ from tests.helpers import ROOT
 GRPO = "recipes/synthetic/grpo-tiny.yaml"
 PPO = "recipes/synthetic/ppo-tiny.yaml"
 DPO = "recipes/synthetic/dpo-tiny.yaml"
+SFT = "recipes/synthetic/sft-tiny.yaml"
+DISTILL = "recipes/synthetic/distill-tiny.yaml"
+# files the cases name by a placeholder (written in tmp_path by the test)
+FILES = {
+    "EMPTY": "",
+    "BADROWS": '{"prompt": "1+1=", "completion": "2"}\n{"prompt": "2+2="}\n',
+    "NOFORMAT": '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+    '{"input": "2+2=", "output": "4"}\n',
+    "NOHINT": '{"prompt": "1+1=", "completion": "2", "hint": "one and one"}\n'
+    '{"prompt": "2+2=", "completion": "4"}\n',
+}
 
 CASES = [
     # (recipe, flags, the message, in part)
@@ -45,7 +56,11 @@ CASES = [
     (GRPO, ["--max_steps", "abc"], "--train.max_steps: expected an integer, got 'abc'"),
     (GRPO, ["--max_steps", "0"], "--train.max_steps: must be an integer >= 1, got 0"),
     (GRPO, ["--betta", "0.1"], "unknown override --betta; did you mean"),
-    (GRPO, ["--algorithm", "sft"], "algorithm: must be one of ['grpo', 'ppo', 'dpo'], got 'sft'"),
+    (
+        GRPO,
+        ["--algorithm", "sftt"],
+        "algorithm: must be one of ['grpo', 'ppo', 'dpo', 'sft', 'distill'], got 'sftt'",
+    ),
     (GRPO, ["--data.source", "no/such/file.jsonl"], "--data.source: 'no/such/file.jsonl': GSM8K source"),
     (GRPO, ["--data.source", "EMPTY"], "holds no problems"),
     (GRPO, ["--data.limit", "0"], "holds no problems"),
@@ -82,7 +97,33 @@ CASES = [
     (PPO, ["--gamma", "1.5"], "--ppo.gamma: must be a number in [0, 1], got 1.5"),
     (DPO, ["--label_smoothing", "0.7"], "--dpo.label_smoothing: must be a number in [0, 0.5)"),
     (DPO, ["--dpo.num_generations", "1"], "--dpo.num_generations: must be an integer >= 2"),
+    (SFT, ["--data.source", "BADROWS"], "BADROWS.jsonl:2: prompt-completion row without 'completion'"),
+    (SFT, ["--data.source", "NOFORMAT"], "NOFORMAT.jsonl:2: a supervised row needs 'messages', 'prompt' and"),
+    (SFT, ["--sft.max_length", "1"], "--sft.max_length: must be an integer >= 2"),
+    (SFT, ["--env", "{name: lookup}"], "episodes train with algorithm: grpo or ppo, not 'sft'"),
+    (DISTILL, ["--distill.beta", "1.5"], "--distill.beta: must be a number in [0, 1], got 1.5"),
+    (DISTILL, ["--teacher", "no/such/folder/"], "--distill.teacher: 'no/such/folder/':"),
+    (
+        DISTILL,
+        ["--teacher", "OTHERTOK"],
+        "and the student 'tiny-llama' (model.name) have different tokenizers (102 vs 101 tokens)",
+    ),
+    (
+        DISTILL,
+        ["--data.source", "NOHINT", "--teacher_context", "hint"],
+        "--distill.teacher_context: 'hint' needs a 'hint' field in every row; ",
+    ),
 ]
+
+
+def _other_tokenizer(folder):
+    from reasonrl.models import load_tokenizer, tiny_model_dir
+
+    tok = load_tokenizer("tiny-llama")
+    tok.add_tokens(["<extra>"])
+    tok.save_pretrained(folder)
+    (folder / "config.json").write_text((tiny_model_dir() / "config.json").read_text())
+    return folder
 
 
 @pytest.fixture
@@ -106,8 +147,11 @@ def no_model_loads(monkeypatch):
 def test_bad_input_is_named_before_anything_is_touched(
     recipe, flags, message, finished_run, tmp_path, capsys
 ):
-    flags = [str(tmp_path / "empty.jsonl") if f == "EMPTY" else f for f in flags]
-    (tmp_path / "empty.jsonl").write_text("")
+    for name, text in FILES.items():
+        (tmp_path / f"{name}.jsonl").write_text(text)
+    flags = [str(tmp_path / f"{f}.jsonl") if f in FILES else f for f in flags]
+    if "OTHERTOK" in flags:  # a teacher folder whose tokenizer has one token more than the tiny model's
+        flags[flags.index("OTHERTOK")] = str(_other_tokenizer(tmp_path / "othertok"))
     code = main(["train", str(ROOT / recipe), "--output_dir", str(finished_run), "--overwrite", *flags])
     err = capsys.readouterr().err
     assert code == 2, err

@@ -1,0 +1,149 @@
+"""Knowledge distillation (``algorithm: distill``): the student learns the teacher's
+next-token distribution at every completion position.
+
+    off-policy   completions from the data (a dataset's solutions, or ones the teacher wrote)
+    on-policy    the student samples the completions on its rollout engine and the teacher
+                 scores every token of them (GKD, Agarwal et al. 2024: ``lmbda`` is the
+                 fraction of steps that sample)
+
+The loss is ``distill.divergence`` per position (``reasonrl.losses.distillation``: forward
+KL, reverse KL, or GKD's generalised JSD with ``beta``), averaged over completion tokens.
+The teacher is any model reasonrl loads (a built-in name, a folder) or a LoRA adapter on
+the student's base model, sharing the student's tokenizer (checked before any model
+loads). ``teacher_context: hint`` adds each row's hint to the teacher's prompt only: with
+no ``teacher`` the policy teaches itself what it would say had it seen the hint (the
+hindsight distillation of OpenClaw-RL, hints from corrections or error messages).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+
+from reasonrl.losses import distillation_divergence
+from reasonrl.models import load, resolve
+from reasonrl.models.logprobs import completion_logits
+from reasonrl.rollout import TokenBatch, encode_prompts
+from reasonrl.runtime import Run
+from reasonrl.trainers.final import save_final
+from reasonrl.trainers.recipe import DistillSection, Recipe
+from reasonrl.trainers.supervised import (
+    SupervisedRun,
+    default_batch,
+    eval_problems,
+    evaluate,
+    set_up,
+    split_examples,
+    train_supervised,
+)
+
+log = logging.getLogger("reasonrl")
+HINT = "Hint: {hint}"
+
+
+def load_teacher(recipe: Recipe) -> torch.nn.Module | None:
+    """The frozen teacher: a model, or an adapter merged into a fresh copy of the student's
+    base; None when the policy teaches itself (``teacher_context: hint``, no teacher)."""
+    name = recipe.distill.teacher
+    if name is None:
+        return None
+    folder, section = resolve(name), recipe.model
+    if (Path(folder) / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base, _ = load(section.name, dtype=section.dtype, trust_remote_code=section.trust_remote_code)
+        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        log.info("teacher: adapter %s on %s", folder, section.name)
+    else:
+        model, _ = load(folder, dtype=section.dtype)
+        log.info("teacher: %s", folder)
+    return model.eval().requires_grad_(False)
+
+
+def with_hint(prompt, hint: str):
+    """The teacher's prompt: the hint after the last user message, or before a text prompt
+    (so the completion still starts where the prompt ends)."""
+    line = HINT.format(hint=hint)
+    if isinstance(prompt, str):
+        return f"{line}\n{prompt}"
+    messages = [dict(m) for m in prompt]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[last]["content"] = f"{messages[last]['content']}\n{line}"
+    return messages
+
+
+def teacher_rows(d: SupervisedRun, batch: TokenBatch, examples) -> TokenBatch:
+    """``batch``'s completions after the teacher's prompts (the hint added), same tokens."""
+    cfg: DistillSection = d.section
+    if cfg.teacher_context != "hint":
+        return batch
+    tok = d.policy.tokenizer
+    _, prompts = encode_prompts(tok, [with_hint(e.prompt, e.hint) for e in examples])
+    completions = [
+        ids[mask].tolist() for ids, mask in zip(batch.completion_ids, batch.completion_mask, strict=True)
+    ]
+    rows = TokenBatch(**TokenBatch.padded(prompts, completions, tok.pad_token_id))
+    width = batch.completion_ids.shape[1]  # keep the student's padded width
+    pad = width - rows.completion_ids.shape[1]
+    rows.completion_ids = torch.nn.functional.pad(rows.completion_ids, (0, pad), value=tok.pad_token_id)
+    rows.completion_mask = torch.nn.functional.pad(rows.completion_mask, (0, pad), value=False)
+    return rows
+
+
+def make_token_loss(teacher: torch.nn.Module | None):
+    def distill_token_loss(d: SupervisedRun, batch: TokenBatch, examples) -> tuple[torch.Tensor, dict]:
+        """The divergence from the teacher at each completion position, [n, C]."""
+        cfg: DistillSection = d.section
+        student = completion_logits(d.model, batch)
+        with torch.no_grad():
+            teacher_logits = completion_logits(
+                teacher if teacher is not None else d.model, teacher_rows(d, batch, examples)
+            )
+        vocab = min(student.shape[-1], teacher_logits.shape[-1])  # heads padded to different sizes
+        per_token = distillation_divergence(
+            student[..., :vocab], teacher_logits[..., :vocab], cfg.divergence, cfg.beta, cfg.temperature
+        )
+        return per_token, {}
+
+    return distill_token_loss
+
+
+def on_policy_batch(d: SupervisedRun, step: int, examples) -> TokenBatch:
+    """With probability ``lmbda`` (seeded by the step), the student's own completions of the
+    examples' prompts; otherwise the examples' completions."""
+    cfg: DistillSection = d.section
+    if cfg.lmbda == 0 or random.random() >= cfg.lmbda:
+        return default_batch(d, step, examples)
+    from reasonrl.trainers.policy import sampling_config, sync
+
+    sync(d.run, d.engine, d.model)
+    sampling = sampling_config(d.recipe.rollout, 1, cfg.temperature, cfg.max_completion_length)
+    with d.run.gathered(d.model):
+        rollouts = d.engine.generate([e.prompt for e in examples], sampling)
+    return TokenBatch(
+        rollouts.prompt_ids, rollouts.prompt_mask, rollouts.completion_ids, rollouts.completion_mask
+    )
+
+
+def train_distill(recipe: Recipe) -> Run:
+    """Distil ``recipe``'s teacher into its model; returns the finished Run. The held-out
+    divergence (and sampled reward, where the data has answers) is logged before (step 0)
+    and after training."""
+    cfg = recipe.distill
+    d = set_up(recipe, cfg)
+    teacher = load_teacher(recipe)
+    token_loss = make_token_loss(teacher)
+    held_out, examples = split_examples(d, cfg.hint_field)
+    problems = eval_problems(d)
+    if not recipe.train.resume:
+        evaluate(d, held_out, problems, token_loss, 0, "before training")
+    step = train_supervised(d, examples, token_loss, "distill", on_policy_batch)
+    evaluate(d, held_out, problems, token_loss, step, "after training", final=True)
+    save_final(d.run, d.model, d.policy.tokenizer)
+    d.run.log.plot(["loss", "eval/sampled_reward"], title=f"distillation ({cfg.divergence})")
+    d.engine.close()
+    d.run.finish()
+    return d.run
