@@ -29,6 +29,7 @@ from reasonrl.models.logprobs import completion_logits
 from reasonrl.rollout import TokenBatch, encode_prompts
 from reasonrl.runtime import Run
 from reasonrl.trainers.final import save_final
+from reasonrl.trainers.policy import sampling_config, sync
 from reasonrl.trainers.recipe import DistillSection, Recipe
 from reasonrl.trainers.supervised import (
     SupervisedRun,
@@ -82,15 +83,10 @@ def teacher_rows(d: SupervisedRun, batch: TokenBatch, examples) -> TokenBatch:
         return batch
     tok = d.policy.tokenizer
     _, prompts = encode_prompts(tok, [with_hint(e.prompt, e.hint) for e in examples])
-    completions = [
-        ids[mask].tolist() for ids, mask in zip(batch.completion_ids, batch.completion_mask, strict=True)
-    ]
-    rows = TokenBatch(**TokenBatch.padded(prompts, completions, tok.pad_token_id))
-    width = batch.completion_ids.shape[1]  # keep the student's padded width
-    pad = width - rows.completion_ids.shape[1]
-    rows.completion_ids = torch.nn.functional.pad(rows.completion_ids, (0, pad), value=tok.pad_token_id)
-    rows.completion_mask = torch.nn.functional.pad(rows.completion_mask, (0, pad), value=False)
-    return rows
+    padded = TokenBatch.padded(prompts, [[] for _ in prompts], tok.pad_token_id)  # the prompts only
+    return TokenBatch(
+        padded["prompt_ids"], padded["prompt_mask"], batch.completion_ids, batch.completion_mask
+    )
 
 
 def make_token_loss(teacher: torch.nn.Module | None):
@@ -117,12 +113,11 @@ def on_policy_batch(d: SupervisedRun, step: int, examples) -> TokenBatch:
     cfg: DistillSection = d.section
     if cfg.lmbda == 0 or random.random() >= cfg.lmbda:
         return default_batch(d, step, examples)
-    from reasonrl.trainers.policy import sampling_config, sync
-
-    sync(d.run, d.engine, d.model)
+    engine = d.rollout_engine()
+    sync(d.run, engine, d.model)
     sampling = sampling_config(d.recipe.rollout, 1, cfg.temperature, cfg.max_completion_length)
     with d.run.gathered(d.model):
-        rollouts = d.engine.generate([e.prompt for e in examples], sampling)
+        rollouts = engine.generate([e.prompt for e in examples], sampling)
     return TokenBatch(
         rollouts.prompt_ids, rollouts.prompt_mask, rollouts.completion_ids, rollouts.completion_mask
     )
@@ -144,6 +139,6 @@ def train_distill(recipe: Recipe) -> Run:
     evaluate(d, held_out, problems, token_loss, step, "after training", final=True)
     save_final(d.run, d.model, d.policy.tokenizer)
     d.run.log.plot(["loss", "eval/sampled_reward"], title=f"distillation ({cfg.divergence})")
-    d.engine.close()
+    d.close()
     d.run.finish()
     return d.run

@@ -19,13 +19,11 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
 
 import torch
 
 from reasonrl.config import RecipeError
 from reasonrl.data import load_problems
-from reasonrl.data.gsm8k import Problem
 from reasonrl.data.preference import PreferencePair, load_pairs
 from reasonrl.data.sampler import ProblemSampler
 from reasonrl.data.sources import has_problems
@@ -33,15 +31,15 @@ from reasonrl.data.templates import make_prompt
 from reasonrl.losses import dpo_loss
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters
-from reasonrl.rewards import RewardSet
 from reasonrl.rollout import PreferencePairs, TokenBatch
 from reasonrl.rollout.encode import encode_examples
 from reasonrl.runtime import Run, make_optimizer
 from reasonrl.trainers.final import save_final
-from reasonrl.trainers.onpolicy import ScoredBatch, collect, reward_set
-from reasonrl.trainers.policy import Policy, build_policy, make_policy_engine, sampling_config, sync
+from reasonrl.trainers.onpolicy import ScoredBatch, reward_set
+from reasonrl.trainers.policy import build_policy
 from reasonrl.trainers.recipe import Recipe
 from reasonrl.trainers.start import start_run
+from reasonrl.trainers.supervised import SupervisedRun, sampled
 
 log = logging.getLogger("reasonrl")
 
@@ -54,24 +52,6 @@ def encode_pairs(tokenizer, pairs: list[PreferencePair], max_length: int) -> Pre
     return PreferencePairs.from_lists(prompt_ids, chosen, rejected, tokenizer.pad_token_id)
 
 
-@dataclass
-class DPORun:
-    """What the DPO loop holds for its whole run."""
-
-    run: Run
-    policy: Policy
-    model: torch.nn.Module  # prepared
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    engine: object
-    rewards: RewardSet
-    recipe: Recipe
-
-    @property
-    def micro(self) -> int:
-        return self.recipe.train.micro_batch_size
-
-
 def sequence_logps(model, batch: TokenBatch, micro: int, autocast) -> torch.Tensor:
     """Σ_t log π(y_t | x, y_<t) over each row's completion tokens, [rows]."""
     with autocast:
@@ -80,7 +60,7 @@ def sequence_logps(model, batch: TokenBatch, micro: int, autocast) -> torch.Tens
 
 
 @torch.no_grad()
-def reference_logps(d: DPORun, batch: PreferencePairs) -> torch.Tensor:
+def reference_logps(d: SupervisedRun, batch: PreferencePairs) -> torch.Tensor:
     """Sequence log-probs under the reference: the frozen copy, the base model (LoRA off),
     or, offline without LoRA, the policy itself (only called before the first update)."""
     if d.policy.reference is not None:
@@ -90,7 +70,7 @@ def reference_logps(d: DPORun, batch: PreferencePairs) -> torch.Tensor:
         return sequence_logps(model, batch, d.micro, d.run.autocast())
 
 
-def reference_table(d: DPORun, pairs: list[PreferencePair]) -> torch.Tensor:
+def reference_table(d: SupervisedRun, pairs: list[PreferencePair]) -> torch.Tensor:
     """Reference log-probs of every pair, computed once: [len(pairs), 2] (chosen, rejected)."""
     step, cfg, tok = max(1, d.micro // 2), d.recipe.dpo, d.policy.tokenizer
     rows = []
@@ -100,7 +80,7 @@ def reference_table(d: DPORun, pairs: list[PreferencePair]) -> torch.Tensor:
     return torch.cat(rows) if rows else torch.zeros(0, 2)
 
 
-def pair_metrics(d: DPORun, pairs: list[PreferencePair], ref_table: torch.Tensor, prefix: str) -> dict:
+def pair_metrics(d: SupervisedRun, pairs: list[PreferencePair], ref_table: torch.Tensor, prefix: str) -> dict:
     """Preference and reward accuracy, and loss, on ``pairs`` (no gradient)."""
     if not pairs:
         return {}
@@ -119,7 +99,7 @@ def pair_metrics(d: DPORun, pairs: list[PreferencePair], ref_table: torch.Tensor
     }
 
 
-def dpo_step(d: DPORun, batch: PreferencePairs, ref: torch.Tensor) -> dict:
+def dpo_step(d: SupervisedRun, batch: PreferencePairs, ref: torch.Tensor) -> dict:
     """One optimizer step on B pairs (rows i and i + B of ``batch``), in micro-batches of pairs."""
     cfg, run, B = d.recipe.dpo, d.run, batch.num_pairs
     chunks = torch.arange(B).split(max(1, d.micro // 2))
@@ -145,18 +125,10 @@ def dpo_step(d: DPORun, batch: PreferencePairs, ref: torch.Tensor) -> dict:
     }
 
 
-def sample(d: DPORun, problems: list[Problem], n: int) -> ScoredBatch:
-    """``n`` of the policy's own completions per problem, scored (the engine synced first)."""
-    cfg = d.recipe.dpo
-    sync(d.run, d.engine, d.model)
-    sampling = sampling_config(d.recipe.rollout, n, cfg.temperature, cfg.max_completion_length)
-    return collect(d.run, d.model, d.engine, d.rewards, problems, sampling, d.recipe.data)
-
-
-def evaluate(d: DPORun, pairs, ref_table, problems, step: int, when: str, final: bool = False) -> None:
+def evaluate(d: SupervisedRun, pairs, ref_table, problems, step: int, when: str, final: bool = False) -> None:
     """Held-out pair metrics and the sampled verifier reward, logged at ``step``."""
     metrics = pair_metrics(d, pairs, ref_table, "eval")
-    reward = sample(d, problems, 4).scores.total.mean().item() if problems else float("nan")
+    reward = sampled(d, problems, 4).scores.total.mean().item() if problems else float("nan")
     metrics["eval/sampled_reward"] = reward
     d.run.log.metrics(step, {**metrics, "final": 1} if final else metrics)
     log.info("%s: %s", when, _fmt(metrics))
@@ -174,7 +146,9 @@ def on_policy_pairs(scored: ScoredBatch, data) -> list[PreferencePair]:
     return pairs
 
 
-def train_on_pairs(d: DPORun, pairs, ref_table, step: int, stop: int, round_index: int, progress) -> int:
+def train_on_pairs(
+    d: SupervisedRun, pairs, ref_table, step: int, stop: int, round_index: int, progress
+) -> int:
     """Optimizer steps from ``step`` to ``stop`` on batches drawn from ``pairs``; returns the last step."""
     cfg, train, run = d.recipe.dpo, d.recipe.train, d.run
     sampler = ProblemSampler(list(range(len(pairs))), train.seed + round_index)
@@ -206,14 +180,14 @@ def train_on_pairs(d: DPORun, pairs, ref_table, step: int, stop: int, round_inde
     return step
 
 
-def on_policy_rounds(d: DPORun, progress) -> int:
+def on_policy_rounds(d: SupervisedRun, progress) -> int:
     """``dpo.rounds`` rounds of sample -> pair the best and worst -> train; returns the last step."""
     cfg, train, data = d.recipe.dpo, d.recipe.train, d.recipe.data
     problems = load_problems(data.source, data.split, data.limit)
     steps_per_round, step = math.ceil(train.max_steps / cfg.rounds), 0
     for round_index in range(cfg.rounds):
         d.run.seed(10_000 + round_index)
-        scored = sample(
+        scored = sampled(
             d,
             ProblemSampler(problems, train.seed).batch(round_index, cfg.prompts_per_round),
             cfg.num_generations,
@@ -255,8 +229,7 @@ def train_dpo(recipe: Recipe) -> Run:
     policy = build_policy(recipe.model, cfg.on_policy, train.gradient_checkpointing)
     optimizer, scheduler = make_optimizer(policy.model, train)
     model, optimizer = run.prepare(policy.model, optimizer)
-    engine = make_policy_engine(policy, recipe.rollout, train.seed, cfg.max_completion_length + 512)
-    d = DPORun(run, policy, model, optimizer, scheduler, engine, reward_set(recipe), recipe)
+    d = SupervisedRun(run, policy, model, optimizer, scheduler, None, reward_set(recipe), recipe, cfg)
     eval_source = data.eval_source or data.source
     eval_problems = load_problems(eval_source, "test", cfg.eval_samples) if has_problems(eval_source) else []
 
@@ -275,7 +248,7 @@ def train_dpo(recipe: Recipe) -> Run:
     run.save(step, model, optimizer, scheduler)
     save_final(run, model, policy.tokenizer)
     run.log.plot(["rewards/margin", "rewards/accuracy"], title="implicit reward")
-    engine.close()
+    d.close()
     run.finish()
     return run
 

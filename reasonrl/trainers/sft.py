@@ -46,6 +46,6 @@ def train_sft(recipe: Recipe) -> Run:
     evaluate(d, held_out, problems, sft_token_loss, step, "after training", final=True)
     save_final(d.run, d.model, d.policy.tokenizer)
     d.run.log.plot(["loss", "eval/sampled_reward"], title="SFT")
-    d.engine.close()
+    d.close()
     d.run.finish()
     return d.run

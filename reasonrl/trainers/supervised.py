@@ -33,7 +33,7 @@ from reasonrl.rollout.encode import encode_examples
 from reasonrl.runtime import Run, make_optimizer
 from reasonrl.trainers.onpolicy import collect, reward_set, sample_rows
 from reasonrl.trainers.policy import Policy, build_policy, make_policy_engine, sampling_config, sync
-from reasonrl.trainers.recipe import Recipe, SFTSection
+from reasonrl.trainers.recipe import DPOSection, Recipe, SFTSection
 from reasonrl.trainers.start import start_run
 
 log = logging.getLogger("reasonrl")
@@ -42,21 +42,35 @@ EVAL_SAMPLES_PER_PROBLEM = 4
 
 @dataclass
 class SupervisedRun:
-    """What an SFT or distillation loop holds for its whole run."""
+    """What a loop over given rows (SFT, distillation, DPO's pairs) holds for its whole run."""
 
     run: Run
     policy: Policy
     model: torch.nn.Module  # prepared
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    engine: object  # samples held-out completions (and on-policy distillation's)
+    engine: object | None  # samples held-out completions (and on-policy ones); started when first needed
     rewards: RewardSet | None  # None when the source has no answers to check
     recipe: Recipe
-    section: SFTSection  # recipe.sft or recipe.distill
+    section: SFTSection | DPOSection  # the algorithm's section: its sampling temperature and length
 
     @property
     def micro(self) -> int:
         return self.recipe.train.micro_batch_size
+
+    def rollout_engine(self):
+        """The policy's rollout engine, started on first use (a run that samples nothing
+        never pays vLLM's start-up)."""
+        if self.engine is None:
+            max_len = self.section.max_completion_length + 512
+            self.engine = make_policy_engine(
+                self.policy, self.recipe.rollout, self.recipe.train.seed, max_len
+            )
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
 
     @property
     def style(self) -> PromptStyle:
@@ -76,9 +90,8 @@ def set_up(recipe: Recipe, section: SFTSection) -> SupervisedRun:
     policy = build_policy(recipe.model, False, train.gradient_checkpointing)
     optimizer, scheduler = make_optimizer(policy.model, train)
     model, optimizer = run.prepare(policy.model, optimizer)
-    engine = make_policy_engine(policy, recipe.rollout, train.seed, section.max_completion_length + 512)
     rewards = reward_set(recipe) if has_problems(recipe.data.source) else None
-    return SupervisedRun(run, policy, model, optimizer, scheduler, engine, rewards, recipe, section)
+    return SupervisedRun(run, policy, model, optimizer, scheduler, None, rewards, recipe, section)
 
 
 def split_examples(d: SupervisedRun, hint_field: str = "hint") -> tuple[list[SFTExample], list[SFTExample]]:
@@ -147,10 +160,10 @@ def held_out_loss(d: SupervisedRun, examples: list[SFTExample], token_loss: Toke
 
 def sampled(d: SupervisedRun, problems: list[Problem], n: int):
     """``n`` of the policy's completions per problem, scored (the engine synced first)."""
-    section = d.section
-    sync(d.run, d.engine, d.model)
+    section, engine = d.section, d.rollout_engine()
+    sync(d.run, engine, d.model)
     sampling = sampling_config(d.recipe.rollout, n, section.temperature, section.max_completion_length)
-    return collect(d.run, d.model, d.engine, d.rewards, problems, sampling, d.recipe.data)
+    return collect(d.run, d.model, engine, d.rewards, problems, sampling, d.recipe.data)
 
 
 def evaluate(d: SupervisedRun, held_out, problems, token_loss, step: int, when: str, final=False) -> None:

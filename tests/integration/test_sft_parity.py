@@ -117,4 +117,4 @@ def test_sft_loss_and_gradients_equal_trl(tmp_path, kind):
     )
     assert abs(step["loss"] - trl_loss.item()) < 1e-5
     assert abs(step["grad_norm"] - trl_norm) < 1e-4 * trl_norm
-    d.engine.close()
+    d.close()
