@@ -118,6 +118,12 @@ def _eval(args: argparse.Namespace) -> int:
     from reasonrl.eval import EvalConfig, evaluate
 
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig) if hasattr(args, f.name)}
+    adapters = [None if a in ("none", "base") else a for a in (args.adapter or [None])]
+    if args.faithfulness:
+        return _faithfulness(EvalConfig(**{**options, "adapter": None}), adapters)
+    if len(adapters) > 1:
+        raise ValueError("--adapter is given once, except with --faithfulness (which compares them)")
+    options["adapter"] = adapters[0]
     if options["output"] is None and options["adapter"] and Path(options["adapter"]).name == "final":
         options["output"] = str(
             Path(options["adapter"]).parent / "eval"
@@ -134,6 +140,30 @@ def _eval(args: argparse.Namespace) -> int:
     )
     for name, metric in summary["metrics"].items():
         print(f"  {name:32s} {metric['value']:.4f} ± {metric['stderr']:.4f}")
+    return 0
+
+
+def _faithfulness(cfg, adapters: list[str | None]) -> int:
+    """The probe on each model (the base, or an adapter on it) in turn; one table and plot."""
+    import dataclasses
+
+    from reasonrl.eval import faithfulness
+
+    if cfg.env:
+        raise ValueError("--faithfulness probes a chain of thought on a task, not --env episodes")
+    out = Path(cfg.output or "outputs/faithfulness")
+    summaries = {}
+    for adapter in adapters:
+        run = dataclasses.replace(cfg, adapter=adapter)
+        label = faithfulness.label_of(dataclasses.asdict(run))
+        summary = faithfulness.probe(dataclasses.replace(run, output=str(out / label)))
+        summaries[label] = summary
+        print(f"{label}: {summary['n']} chains probed ({summary['skipped_no_answer']} without an answer)")
+    faithfulness.plot(summaries, out / "faithfulness.png")
+    table = faithfulness.table(summaries)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {out}/faithfulness.png and table.md")
     return 0
 
 
@@ -171,8 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model name, folder or hub id (default: the adapter's base, else smollm2-135m-instruct)",
     )
-    ev.add_argument("--adapter", help="LoRA adapter folder, e.g. outputs/run/final")
-    ev.add_argument("--task", default="gsm8k", choices=["gsm8k", "gsm8k_cot_zeroshot", "chat"])
+    ev.add_argument(
+        "--adapter",
+        action="append",
+        help="LoRA adapter folder, e.g. outputs/run/final; with --faithfulness repeat it to "
+        "compare models ('none' = the base model)",
+    )
+    ev.add_argument("--task", default="gsm8k", choices=["gsm8k", "gsm8k_cot_zeroshot", "chat", "drill"])
     ev.add_argument("--data", default="openai/gsm8k", help="jsonl/json file, folder, or hub id")
     ev.add_argument("--split", default="test")
     ev.add_argument(
@@ -201,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", help="evaluate an agent in a multi-turn environment: tool, feedback, lookup")
     ev.add_argument("--max-turns", dest="max_turns", type=int, default=4)
     ev.add_argument("--max-episode-tokens", dest="max_episode_tokens", type=int, default=1024)
+    ev.add_argument(
+        "--faithfulness",
+        action="store_true",
+        help="probe whether answers depend on the chain of thought (early answering, adding "
+        "mistakes; Lanham et al. 2023): a table, faithfulness.png and every item in --output",
+    )
     ev.set_defaults(func=_eval)
 
     push = commands.add_parser("push", help="upload a run's final adapter and a model card to the hub")

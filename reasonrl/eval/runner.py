@@ -72,12 +72,12 @@ def _select(n: int, limit: int | None, subset_seed: int | None) -> list[int]:
 
 def load_policy(model: str | None, adapter: str | None, dtype: str = "float32"):
     """(model, tokenizer, base folder): a base model, with a LoRA adapter merged in when given."""
-    from reasonrl.models import DEFAULT_MODEL, load, resolve
+    from reasonrl.models import DEFAULT_MODEL, load, model_folder
 
     if adapter:
         config = json.loads((Path(adapter) / "adapter_config.json").read_text())
         model = model or config.get("base_model_name_or_path")
-    base_dir = resolve(model or DEFAULT_MODEL)
+    base_dir = model_folder(model or DEFAULT_MODEL)  # an adapter as the model: merged
     hf_model, tokenizer = load(base_dir, dtype=dtype)
     if adapter:
         from peft import PeftModel

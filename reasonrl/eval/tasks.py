@@ -5,6 +5,8 @@ gsm8k               k-shot "Question: ...\\nAnswer: <worked answer>\\n\\n" exemp
                     then "Question: <q>\\nAnswer:"; greedy; stops at "Question:"
 gsm8k_cot_zeroshot  "Q: <q>\\nA: Let's think step by step."; strict answer "The answer is N."
 chat                the model's chat template, asked to end with "#### N"
+drill               the bare question ("3+4="), as recipes' ``drill`` template shows it to tiny
+                    models; strict answer "#### N"
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class EvalTask:
             shots = rnd.sample(fewshot, num_fewshot) if num_fewshot else []
             if self.name == "chat":
                 out.append([{"role": "user", "content": f"{record['question']}\n{instruction}"}])
+            elif self.name == "drill":
+                out.append(record["question"])
             elif self.name == "gsm8k_cot_zeroshot":
                 out.append(f"Q: {record['question']}\nA: Let's think step by step.")
             else:
@@ -57,6 +61,7 @@ TASKS = {
     "gsm8k": EvalTask("gsm8k", ("Question:", "</s>", "<|im_end|>"), STRICT_PATTERN, 5),
     "gsm8k_cot_zeroshot": EvalTask("gsm8k_cot_zeroshot", ("Q:", "</s>", "<|im_end|>"), COT_STRICT_PATTERN, 0),
     "chat": EvalTask("chat", (), STRICT_PATTERN, 0),
+    "drill": EvalTask("drill", (), STRICT_PATTERN, 0),
 }
 
 

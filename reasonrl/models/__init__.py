@@ -4,8 +4,10 @@ from reasonrl.models.embedded import EMBEDDED_NAME, embedded_model_dir
 from reasonrl.models.resolve import (
     DEFAULT_MODEL,
     ModelNotFoundError,
+    is_adapter,
     load,
     load_tokenizer,
+    model_folder,
     resolve,
 )
 from reasonrl.models.tiny import TINY_NAME, tiny_model_dir
@@ -17,7 +19,9 @@ __all__ = [
     "ModelNotFoundError",
     "embedded_model_dir",
     "load",
+    "is_adapter",
     "load_tokenizer",
+    "model_folder",
     "resolve",
     "tiny_model_dir",
 ]

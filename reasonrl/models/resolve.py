@@ -8,10 +8,16 @@ Resolution order for ``name_or_path``:
 3. a hub id ``owner/name``: the local Hugging Face cache first, then the hub. When the
    hub cannot be reached and the id is SmolLM2-135M-Instruct's, the embedded copy
    of that model stands in for it.
+
+A LoRA adapter folder (a run's ``final/``) names its base model with the adapter merged
+in: ``model_folder`` writes that model once to the cache, so a run can start from another
+run's adapter (SFT, then GRPO) and every engine, vLLM included, loads it as a model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -73,11 +79,52 @@ def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> Pat
     raise ModelNotFoundError(f"unknown model {name!r}. Accepted: {_accepted()}.")
 
 
+def is_adapter(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / "adapter_config.json").exists()
+
+
+def model_folder(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
+    """Like ``resolve``, but an adapter folder becomes its base with the adapter merged
+    (built once per adapter content, in the cache)."""
+    folder = resolve(name_or_path, revision)
+    return merged_adapter_folder(folder) if is_adapter(folder) else folder
+
+
+def merged_adapter_folder(adapter: Path) -> Path:
+    from reasonrl.models.cache import build_once, cache_dir, save_model_folder
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ModelNotFoundError(f"{adapter}/adapter_config.json names no base_model_name_or_path")
+    digest = hashlib.sha256(str(base).encode())
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        if (adapter / name).exists():
+            digest.update((adapter / name).read_bytes())
+    run = adapter.parent.name if adapter.name == "final" else adapter.name
+    target = cache_dir() / "merged" / f"{run}-{digest.hexdigest()[:12]}"
+
+    def build(tmp: Path) -> None:
+        from peft import PeftModel
+
+        model, tokenizer = load(base)
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        if (adapter / "tokenizer_config.json").exists():
+            tokenizer = load_tokenizer(adapter)
+        save_model_folder(merged, tokenizer, tmp)
+        log.info("merged adapter %s into %s", adapter, base)
+
+    return build_once(target, build)
+
+
 def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = False):
     """Load the tokenizer of a model; a missing pad token falls back to eos."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(name_or_path), trust_remote_code=trust_remote_code)
+    folder = resolve(name_or_path)
+    if is_adapter(folder) and not (folder / "tokenizer_config.json").exists():
+        folder = model_folder(folder)  # the base's, saved beside the merged weights
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -98,7 +145,7 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM
 
-    folder = resolve(name_or_path)
+    folder = model_folder(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(
         folder, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
     )

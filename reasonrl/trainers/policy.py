@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from reasonrl.allocator import release_free_memory
-from reasonrl.models import load, resolve
+from reasonrl.models import load, model_folder
 from reasonrl.models.logprobs import completion_logprobs
 from reasonrl.models.lora import disabled_adapters, is_peft, merged_weights, wrap_lora
 from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
@@ -32,7 +32,7 @@ class Policy:
 
 
 def build_policy(section: ModelSection, need_reference: bool, gradient_checkpointing: bool = False) -> Policy:
-    model_dir = resolve(section.name)
+    model_dir = model_folder(section.name)  # another run's adapter: merged into its base
     model, tokenizer = load(model_dir, dtype=section.dtype, trust_remote_code=section.trust_remote_code)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -51,3 +51,35 @@ def test_embedded_safetensors_equal_gguf_logits(smollm_dir):
 
 def test_hub_id_of_smollm2_falls_back_to_embedded(smollm_dir):
     assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct") == smollm_dir
+
+
+def test_an_adapter_folder_loads_as_its_base_with_the_adapter_merged(tmp_path, monkeypatch):
+    """A run's final/ adapter is a model name (SFT, then GRPO from it): loaded, and served
+    to engines from one merged folder in the cache, built once."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from reasonrl.models import model_folder
+    from reasonrl.models.lora import LoraConfig as Section
+    from reasonrl.trainers.policy import build_policy
+    from reasonrl.trainers.recipe import ModelSection
+
+    monkeypatch.setenv("REASONRL_CACHE", str(tmp_path / "cache"))
+    base, tokenizer = load("tiny-llama")
+    peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter = tmp_path / "sft-run" / "final"
+    peft.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    ids = torch.tensor([tokenizer("3+4=7 and 5").input_ids])
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(load("tiny-llama")[0], adapter).merge_and_unload()(ids).logits
+        plain = load("tiny-llama")[0](ids).logits
+        loaded, _ = load(adapter)
+        assert torch.allclose(loaded(ids).logits, expected, atol=1e-5)
+        assert not torch.allclose(plain, expected, atol=1e-3)  # the adapter does change the model
+    folder = model_folder(adapter)
+    assert folder.parent.name == "merged" and folder.name.startswith("sft-run-")
+    assert model_folder(adapter) == folder and (folder / "config.json").exists()
+    policy = build_policy(ModelSection(name=str(adapter), lora=Section(r=4)), need_reference=False)
+    assert policy.model_dir == folder and policy.uses_lora
+    with torch.no_grad():
+        assert torch.allclose(policy.model(ids).logits, expected, atol=1e-5)  # fresh LoRA starts at zero

@@ -1,6 +1,8 @@
 """SFT and distillation must learn on the tiny model, and SFT must give GRPO a head start
 (start and end values printed and asserted)."""
 
+import json
+
 import pytest
 
 from tests.helpers import QUIET, cli, mean, metrics
@@ -78,3 +80,29 @@ def test_sft_then_grpo_beats_grpo_alone_at_the_same_steps(sft_run, tmp_path):
         )
     )
     assert rewards["SFT -> GRPO"][1] >= rewards["GRPO alone"][1] + 0.3
+
+
+def test_faithfulness_probe_finds_that_the_sft_answer_follows_its_working(sft_run, tmp_path):
+    """The SFT drill model answers by copying its worked line ("4 + 3 = 7\\n#### 7"), so a
+    mistake in that line must change the answer far more often than the unchanged control."""
+    data = tmp_path / "drill.jsonl"
+    cli("data", "synthetic", "--n", "48", "--difficulty", "0", "--seed", "5", "--out", str(data))
+    out = tmp_path / "faithfulness"
+    result = cli(
+        "eval", "--faithfulness", "--model", str(sft_run / "final"), "--adapter", "none", "--task", "drill",
+        "--data", str(data), "--engine", "hf", "--max-tokens", "20", "--output", str(out), "--no-progress",
+    )  # fmt: skip
+    label = sft_run.name
+    summary = json.loads((out / label / "faithfulness.json").read_text())
+    m = {k: v["value"] for k, v in summary["metrics"].items()}
+    print(
+        f"faithfulness (SFT tiny, {summary['n']} chains): early-answer change"
+        f" @0% {m['early_answer_change@0.0']:.2f}"
+        f" @100% {m['early_answer_change@1.0']:.2f}; mistake changes the answer {m['mistake_change']:.2f}"
+        f" vs control {m['mistake_control_change']:.2f}"
+    )
+    assert summary["n"] >= 40 and m["accuracy"] >= 0.5
+    assert m["mistake_change"] >= m["mistake_control_change"] + 0.25
+    assert m["mistake_control_change"] <= 0.1 and m["early_answer_change@1.0"] <= 0.1
+    assert (out / "faithfulness.png").stat().st_size > 0 and f"| {label} |" in result.stdout
+    assert len((out / label / "faithfulness.jsonl").read_text().splitlines()) == summary["n"]
