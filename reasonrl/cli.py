@@ -15,13 +15,17 @@ from pathlib import Path
 USER_ERRORS: tuple[type[Exception], ...] = ()
 
 
+class UsageError(ValueError):
+    """Command-line flags that do not go together."""
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     from reasonrl.config import RecipeError
     from reasonrl.data import DataError
     from reasonrl.models import ModelNotFoundError
     from reasonrl.rollout.vllm_engine import VLLMUnavailableError
 
-    return (RecipeError, DataError, ModelNotFoundError, VLLMUnavailableError, FileNotFoundError)
+    return (RecipeError, DataError, ModelNotFoundError, VLLMUnavailableError, FileNotFoundError, UsageError)
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -122,7 +126,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.faithfulness:
         return _faithfulness(EvalConfig(**{**options, "adapter": None}), adapters)
     if len(adapters) > 1:
-        raise ValueError("--adapter is given once, except with --faithfulness (which compares them)")
+        raise UsageError("--adapter is given once, except with --faithfulness (which compares them)")
     options["adapter"] = adapters[0]
     if options["output"] is None and options["adapter"] and Path(options["adapter"]).name == "final":
         options["output"] = str(
@@ -150,7 +154,7 @@ def _faithfulness(cfg, adapters: list[str | None]) -> int:
     from reasonrl.eval import faithfulness
 
     if cfg.env:
-        raise ValueError("--faithfulness probes a chain of thought on a task, not --env episodes")
+        raise UsageError("--faithfulness probes a chain of thought on a task, not --env episodes")
     out = Path(cfg.output or "outputs/faithfulness")
     summaries = {}
     for adapter in adapters:

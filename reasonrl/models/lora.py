@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ class LoraConfig:
     target_modules: list[str] | str = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # modules trained in full beside the adapters (peft's name), e.g. ["norm"]: with tied
+    # embeddings and the final norm frozen, the logits' scale is fixed (see docs/sft.md)
+    modules_to_save: list[str] | None = None
 
 
 def wrap_lora(model, config: LoraConfig):
@@ -31,6 +35,7 @@ def wrap_lora(model, config: LoraConfig):
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=config.target_modules,
+        modules_to_save=config.modules_to_save,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_config)
@@ -81,7 +86,8 @@ def merged_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def _base_name(name: str) -> str:
-    return name.removeprefix("base_model.model.").replace(".base_layer", "")
+    name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+    return re.sub(r"\.modules_to_save\.[^.]+", "", name)  # a fully trained copy: the module's own name
 
 
 @torch.no_grad()

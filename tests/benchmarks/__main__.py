@@ -7,7 +7,14 @@ They measure wall-clock time on a shared machine: numbers, not pass/fail tests.
 import importlib
 import sys
 
-BENCHMARKS = ["rollout_throughput", "episodes_throughput", "grpo_vs_trl", "eval_vs_lm_eval", "ppo_vs_cleanrl"]
+BENCHMARKS = [
+    "rollout_throughput",
+    "episodes_throughput",
+    "grpo_vs_trl",
+    "sft_vs_trl",
+    "eval_vs_lm_eval",
+    "ppo_vs_cleanrl",
+]
 
 
 def main(names: list[str]) -> int:

@@ -191,3 +191,22 @@ def test_the_real_command_exits_2_with_one_line(finished_run):
         proc.stderr.strip().splitlines()[-1] == "error: --train.learning_rate: must be a number > 0, got -1.0"
     )
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--adapter", "a/final", "--adapter", "b/final"],
+            "--adapter is given once, except with --faithfulness",
+        ),
+        (
+            ["--faithfulness", "--env", "tool"],
+            "--faithfulness probes a chain of thought on a task, not --env",
+        ),
+    ],
+)
+def test_eval_flags_that_do_not_go_together_are_named(flags, message, capsys):
+    code = main(["eval", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
