@@ -65,9 +65,8 @@ def row_tokens(data: list[dict]) -> int:
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     total = 0
     for row in data:
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
-        ids = ids["input_ids"] if isinstance(ids, dict) else ids
-        total += min(len(ids), MAX_LENGTH)
+        text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        total += min(len(tokenizer(text, add_special_tokens=False).input_ids), MAX_LENGTH)
     return total
 
 
@@ -115,13 +114,12 @@ def trl_side() -> dict:
 
 def reasonrl_side() -> dict:
     from reasonrl.config import load_recipe
-    from reasonrl.data import write_jsonl
     from reasonrl.trainers import train
     from reasonrl.trainers.recipe import Recipe
 
     data, source = rows()
     folder = Path(tempfile.mkdtemp())
-    write_jsonl(data, folder / "rows.jsonl")
+    (folder / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in data))
     out = folder / "run"
     overrides = {
         "data.source": str(folder / "rows.jsonl"),
