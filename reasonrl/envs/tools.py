@@ -15,15 +15,12 @@ truncated output, and the episode goes on.
 
 from __future__ import annotations
 
-import ast
 import json
-import math
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reasonrl.rewards.checks import AST_LOCK
+from reasonrl.rewards.arithmetic import NotArithmetic, evaluate
 from reasonrl.rewards.registry import RewardTimeout, call_with_time_limit
 
 MAX_RESULT_CHARS = 2_000  # a tool's answer is cut to this (a 10 MB reply stays small)
@@ -42,56 +39,16 @@ class ToolError(Exception):
 
 # -- calculator: arithmetic on an AST, never eval -----------------------------------------
 
-_BINARY = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
-
 
 def calculate(expression: str) -> str:
-    """See ``_calculate``; one thread at a time (``AST_LOCK``)."""
-    with AST_LOCK:
-        return _calculate(expression)
-
-
-def _calculate(expression: str) -> str:
-    """The value of an arithmetic expression (+ - * / // % **, parentheses, sqrt, abs,
-    round, min, max), computed on its syntax tree: no names, attributes or calls beyond
-    these, exponents capped so ``9**9**9`` cannot hang the trainer. In an equation
-    (``12 * 3 = 36``) the left side is the expression."""
-    # Small models write the equation they expect ("12 * 3 = 36."): its left side is the call.
+    """The value of an arithmetic expression (``reasonrl.rewards.arithmetic.evaluate``: +
+    - * / // % **, parentheses, sqrt, abs, round, min, max, on its syntax tree). In an
+    equation (``12 * 3 = 36``) the left side is the expression: small models write the
+    equation they expect."""
     expression = expression.split("=")[0].strip().rstrip(".")
     try:
-        tree = ast.parse(expression.replace("^", "**").replace(",", ""), mode="eval")
-    except SyntaxError:
-        raise ToolError(f"calculator: cannot parse {expression!r}") from None
-
-    def value(node):
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = value(node.left), value(node.right)
-            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1e6):
-                raise ToolError("calculator: exponent too large")
-            return _BINARY[type(node.op)](left, right)
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](value(node.operand))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
-            return _FUNCTIONS[node.func.id](*[value(a) for a in node.args])
-        raise ToolError(f"calculator: {ast.unparse(node)!r} is not arithmetic")
-
-    try:
-        result = value(tree.body)
-    except ZeroDivisionError:
-        raise ToolError("calculator: division by zero") from None
-    except (OverflowError, ValueError, TypeError) as err:
+        result = evaluate(expression.replace(",", ""))
+    except NotArithmetic as err:
         raise ToolError(f"calculator: {err}") from None
     if isinstance(result, float) and result.is_integer() and abs(result) < 1e15:
         result = int(result)

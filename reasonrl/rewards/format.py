@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from reasonrl.rewards.arithmetic import is_derived
 from reasonrl.rewards.gsm8k import INVALID, STRICT_PATTERN, extract, normalize
 from reasonrl.rewards.registry import register
 
@@ -25,29 +26,52 @@ def example_answers(prompt: str, question: str = "") -> set[str]:
 
 
 @register("format")
-def format_reward(preset: str | None = "gsm8k", pattern: str | None = None, pay_copies: bool = False):
+def format_reward(
+    preset: str | None = "gsm8k",
+    pattern: str | None = None,
+    pay_copies: bool = False,
+    derived: bool | None = None,
+):
     """1.0 when the whole completion matches ``pattern`` (or a preset), else 0.0.
 
-    A completion whose final answer ('#### N') is the example answer of its prompt (an
-    instruction saying "end with '#### 42'") scores 0 unless ``pay_copies``: otherwise the
-    cheapest way to the format reward is to copy the example, and a run learns exactly that.
+    Two ways to earn the format without reasoning are closed; a run learns whichever is
+    cheapest:
+    - copying: a final answer ('#### N') that is the example answer of its prompt (an
+      instruction saying "end with '#### 42'") scores 0 unless ``pay_copies``;
+    - guessing: with ``derived`` (the default for the gsm8k presets) the final answer must
+      be the result of a correct calculation in the work that starts from the question's
+      numbers (``reasonrl.rewards.arithmetic``). Without it SmolLM2 learned to end every
+      chain with '#### 42' in 12 GRPO steps, whatever the question.
     """
     if pattern is None:
         if preset not in FORMAT_PRESETS:
             raise ValueError(f"format reward: unknown preset {preset!r}; presets: {sorted(FORMAT_PRESETS)}")
         pattern = FORMAT_PRESETS[preset]
+    answers_after_hashes = preset in ("gsm8k", "gsm8k_answer") and pattern == FORMAT_PRESETS[preset]
+    if derived is None:
+        derived = answers_after_hashes
+    elif derived and not answers_after_hashes:
+        raise ValueError("format reward: derived: true needs preset gsm8k or gsm8k_answer (answers after '####')")
     regex = re.compile(pattern)
 
     def copied(completion: str, prompt: str, question: str) -> bool:
         answer = extract(completion, STRICT_PATTERN, -1)
         return answer != INVALID and normalize(answer) in example_answers(prompt, question)
 
+    def worked_out(completion: str, question: str | None) -> bool:
+        work, _, answer = completion.rpartition("####")
+        return is_derived(answer, work, question)
+
     def reward(completions: list[str], prompts: list[str] | None = None, question=None, **_) -> list[float]:
         prompts = prompts or [""] * len(completions)
-        question = question or [""] * len(completions)
+        questions = question or [None] * len(completions)
         return [
-            1.0 if regex.fullmatch(c.strip()) and (pay_copies or not copied(c, p, q)) else 0.0
-            for c, p, q in zip(completions, prompts, question, strict=True)
+            float(
+                bool(regex.fullmatch(c.strip()))
+                and (pay_copies or not copied(c, p, q or ""))
+                and (not derived or worked_out(c, q))
+            )
+            for c, p, q in zip(completions, prompts, questions, strict=True)
         ]
 
     return reward

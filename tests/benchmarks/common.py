@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,3 +39,35 @@ def table(rows: list[dict]) -> None:
     print("  ".join(k.ljust(widths[k]) for k in keys))
     for r in rows:
         print("  ".join(f"{r[k]}".ljust(widths[k]) for k in keys))
+
+
+def run_side(module: str, side: str, *flags: str) -> dict:
+    """One side of a "reasonrl vs X" benchmark in its own process (its peak memory is its
+    own): ``python -m MODULE --side SIDE FLAGS``, whose last stdout line is its JSON."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--side", side, *flags],
+        cwd=OUT.parents[1],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} side failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def side_main(side: str, run) -> None:
+    """The body of ``--side SIDE``: reasonrl on the allocator its command picks, the other
+    side on the system's, as each runs for its users; prints ``run()``'s result as JSON with
+    the peak memory and the allocator."""
+    from reasonrl import allocator
+
+    if side != "trl":
+        allocator.preload()  # as the reasonrl command does first
+    result = run()
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["allocator"] = allocator.loaded()
+    print(json.dumps(result))

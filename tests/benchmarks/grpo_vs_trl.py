@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -217,28 +215,12 @@ def reasonrl_side(compiled: bool = False) -> dict:
     }
 
 
-def run_side(side: str, fixed: bool) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.grpo_vs_trl", "--side", side] + ["--fixed"] * fixed,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side} side failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = time.perf_counter() - start
-    return result
-
-
 def compare(fixed: bool) -> dict:
     """Both sides, one after the other; their table and ratios."""
-    from tests.benchmarks.common import table
+    from tests.benchmarks.common import run_side, table
 
     sides = ("trl", "reasonrl") if fixed else ("trl", "reasonrl", "reasonrl-compiled")
-    results = {side: run_side(side, fixed) for side in sides}
+    results = {side: run_side("tests.benchmarks.grpo_vs_trl", side, *["--fixed"] * fixed) for side in sides}
     rows = []
     for side, r in results.items():
         r["tokens_per_second"] = r["completion_tokens"] / r["train_seconds"]
@@ -291,14 +273,11 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--side":
-        from reasonrl import allocator
+        from tests.benchmarks.common import side_main
 
         side = sys.argv[2]
-        if side != "trl":
-            allocator.preload()  # as the reasonrl command does first; TRL keeps the system's
-        result = trl_side() if side == "trl" else reasonrl_side(compiled=side == "reasonrl-compiled")
-        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["allocator"] = allocator.loaded()
-        print(json.dumps(result))
+        side_main(
+            side, trl_side if side == "trl" else lambda: reasonrl_side(compiled=side == "reasonrl-compiled")
+        )
     else:
         main()

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -156,28 +154,12 @@ def reasonrl_side() -> dict:
     }
 
 
-def run_side(side: str) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.sft_vs_trl", "--side", side],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side} side failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = time.perf_counter() - start
-    return result
-
-
 def main() -> None:
-    from tests.benchmarks.common import save, table
+    from tests.benchmarks.common import run_side, save, table
 
     data, source = rows()
     tokens = row_tokens(data)
-    results = {side: run_side(side) for side in ("trl", "reasonrl")}
+    results = {side: run_side("tests.benchmarks.sft_vs_trl", side) for side in ("trl", "reasonrl")}
     for r in results.values():
         r["tokens_per_second"] = tokens / r["train_seconds"]
     print(f"\nSFT, {len(data)} rows ({tokens} tokens) from {source}, LoRA r=16, fp32:")
@@ -211,14 +193,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--side":
-        from reasonrl import allocator
+        from tests.benchmarks.common import side_main
 
-        side = sys.argv[2]
-        if side != "trl":
-            allocator.preload()  # as the reasonrl command does first; TRL keeps the system's
-        result = trl_side() if side == "trl" else reasonrl_side()
-        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["allocator"] = allocator.loaded()
-        print(json.dumps(result))
+        side_main(sys.argv[2], trl_side if sys.argv[2] == "trl" else reasonrl_side)
     else:
         main()

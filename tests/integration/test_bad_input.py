@@ -152,6 +152,7 @@ def test_bad_input_is_named_before_anything_is_touched(
     flags = [str(tmp_path / f"{f}.jsonl") if f in FILES else f for f in flags]
     if "OTHERTOK" in flags:  # a teacher folder whose tokenizer has one token more than the tiny model's
         flags[flags.index("OTHERTOK")] = str(_other_tokenizer(tmp_path / "othertok"))
+        capsys.readouterr()  # building it on a cold cache draws a progress bar
     code = main(["train", str(ROOT / recipe), "--output_dir", str(finished_run), "--overwrite", *flags])
     err = capsys.readouterr().err
     assert code == 2, err

@@ -23,7 +23,7 @@ def test_spec_from_recipe_entry():
 
 
 def test_format_presets():
-    fmt = build_reward("format", preset="gsm8k")
+    fmt = build_reward("format", preset="gsm8k", derived=False)
     # a line of work, then the answer line; a bare answer line is not a worked solution
     assert fmt(["3 + 4 = 7\n#### 7", "So:\n\n#### 1,000 ", "#### 7", "work\n#### 7 apples", "7"]) == [
         1,
@@ -32,7 +32,7 @@ def test_format_presets():
         0,
         0,
     ]
-    answer_only = build_reward("format", preset="gsm8k_answer")
+    answer_only = build_reward("format", preset="gsm8k_answer", derived=False)
     assert answer_only(["#### 7", "x #### -3", "#### 7 apples"]) == [1.0, 1.0, 0.0]
     think = build_reward("format", preset="think")
     assert think(["<think>hm</think> <answer>4</answer>", "<answer>4</answer>"]) == [1.0, 0.0]
@@ -42,7 +42,7 @@ def test_format_presets():
 
 def test_format_reward_does_not_pay_for_the_instructions_example_answer():
     # The old default instruction said "end with '#### 42'" and a run learned to write 42.
-    fmt = build_reward("format", preset="gsm8k")
+    fmt = build_reward("format", preset="gsm8k", derived=False)
     prompt = "Tom has 60 pens.\nShow your work, then end with '#### 42'."
     completions = ["60 pens.\n#### 42", "60 pens.\n#### 60", "4,200\n#### 4,200"]
     columns = {"prompts": [prompt] * 3, "question": ["Tom has 60 pens."] * 3}
@@ -50,9 +50,29 @@ def test_format_reward_does_not_pay_for_the_instructions_example_answer():
     # a question that itself says '#### 42' makes 42 no copy; the opt-out pays copies
     assert fmt(["x\n#### 42"], prompts=["a #### 42 b"], question=["a #### 42"]) == [1.0]
     one = {k: v[:1] for k, v in columns.items()}
-    assert build_reward("format", preset="gsm8k", pay_copies=True)(completions[:1], **one) == [1.0]
-    # called without prompts (scripts, other trainers) it is the plain pattern check
-    assert fmt(["60 pens.\n#### 42"]) == [1.0]
+    assert build_reward("format", preset="gsm8k", derived=False, pay_copies=True)(completions[:1], **one) == [1.0]
+
+
+def test_format_reward_pays_only_answers_the_work_derives_from_the_question():
+    # The make-run GRPO adapter ended 94% of chains with '#### 42', whatever the question.
+    fmt = build_reward("format", preset="gsm8k")
+    question = "Natalia sold 48 clips in April and half as many in May. How many in all?"
+    completions = [
+        "She sold 48 / 2 = 24 in May.\nSo 48 + 24 = 72 in all.\n#### 72",  # worked out
+        "In May: <<48/2=24>>24 clips. Total 48+24=<<48+24=72>>72\n#### 72",  # GSM8K's own notation
+        "She sold many clips.\n#### 42",  # the hack: no work
+        "6 * 7 = 42 because that is the answer.\n#### 42",  # arithmetic, not from the question
+        "She sold 48 / 2 = 25 in May.\n#### 25",  # wrong arithmetic
+        "2. $48 x 2 = $96 at most.\n#### 96",  # a list number, '$' and 'x' for times
+        "48 / 2 = 24, then 48 + 24 = 72.\n#### 24",  # an intermediate result is derived too
+    ]
+    scores = fmt(completions, prompts=[question] * 7, question=[question] * 7)
+    assert scores == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    # called without questions (scripts, other trainers) any correct equation giving the
+    # answer counts
+    assert fmt(["60 pens.\n#### 42", "6 * 7 = 42 pens.\n#### 42"]) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="derived: true needs preset gsm8k"):
+        build_reward("format", preset="think", derived=True)
 
 
 def test_overlong_penalty_dapo():
@@ -78,7 +98,7 @@ def _flaky():
 
 def test_a_failing_reward_scores_zero_counts_and_logs_once(caplog):
     rewards = RewardSet(
-        [RewardSpec("test_flaky", 2.0), RewardSpec("format", 1.0, {"preset": "gsm8k_answer"})]
+        [RewardSpec("test_flaky", 2.0), RewardSpec("format", 1.0, {"preset": "gsm8k_answer", "derived": False})]
     )
     with caplog.at_level(logging.ERROR):
         scores = rewards(["abcd", "abc", "abc", "#### 5"])
