@@ -80,9 +80,9 @@ def load_policy(model: str | None, adapter: str | None, dtype: str = "float32"):
     base_dir = model_folder(model or DEFAULT_MODEL)  # an adapter as the model: merged
     hf_model, tokenizer = load(base_dir, dtype=dtype)
     if adapter:
-        from peft import PeftModel
+        from reasonrl.models.lora import merge_adapter
 
-        hf_model = PeftModel.from_pretrained(hf_model, adapter).merge_and_unload()
+        hf_model = merge_adapter(hf_model, adapter)
         if (Path(adapter) / "tokenizer_config.json").exists():
             from transformers import AutoTokenizer
 

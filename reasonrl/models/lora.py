@@ -41,6 +41,28 @@ def wrap_lora(model, config: LoraConfig):
     return get_peft_model(model, peft_config)
 
 
+def merge_adapter(model, adapter) -> torch.nn.Module:
+    """``model`` with the LoRA adapter folder ``adapter`` merged into its weights.
+
+    An adapter on the LM head of a model whose head is tied to its input embeddings (the
+    tiny model, SmolLM2) must not merge into the shared tensor: that would change the
+    input lookup too, a different model from the one trained. The head is untied first
+    (a copy of the embedding, ``tie_word_embeddings`` off), so the merged model computes
+    what the adapter did and saves with a head of its own.
+    """
+    from peft import PeftConfig, PeftModel
+
+    targets = PeftConfig.from_pretrained(str(adapter)).target_modules or []
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is model.get_input_embeddings().weight
+    if tied and any(t == "lm_head" or str(t).endswith("lm_head") for t in targets):
+        head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
+        model.config.tie_word_embeddings = False
+        if hasattr(model.config, "get_text_config"):
+            model.config.get_text_config().tie_word_embeddings = False
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+
+
 def is_peft(model) -> bool:
     try:
         from peft import PeftModel

@@ -105,10 +105,10 @@ def merged_adapter_folder(adapter: Path) -> Path:
     target = cache_dir() / "merged" / f"{run}-{digest.hexdigest()[:12]}"
 
     def build(tmp: Path) -> None:
-        from peft import PeftModel
+        from reasonrl.models.lora import merge_adapter
 
         model, tokenizer = load(base)
-        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        merged = merge_adapter(model, adapter)
         if (adapter / "tokenizer_config.json").exists():
             tokenizer = load_tokenizer(adapter)
         save_model_folder(merged, tokenizer, tmp)

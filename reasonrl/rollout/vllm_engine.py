@@ -154,9 +154,22 @@ class VLLMEngine:
         """
         worker = self.llm.llm_engine.model_executor.driver_worker
         dtype = getattr(torch, self.dtype)  # cast here, or vLLM warns once per tensor
+        tied = getattr(self.llm.llm_engine.model_config.hf_config, "tie_word_embeddings", False)
+
+        def cast(name: str, tensor: torch.Tensor) -> torch.Tensor:
+            if tied and name.startswith("lm_head."):
+                # vLLM's head *is* the embedding here and its loader drops lm_head.weight: a
+                # head trained apart from the embedding (LoRA on lm_head) would be lost
+                raise ValueError(
+                    "the policy's lm_head differs from its tied embeddings (lm_head in "
+                    "lora.target_modules?): vLLM ties them and would drop the update; "
+                    "use rollout.engine: hf, or leave lm_head out of the LoRA targets"
+                )
+            return tensor.detach().to(dtype)
+
         with _quiet_expected_reload_warnings():
             worker.reload_weights(
-                weights_iterator=((name, t.detach().to(dtype)) for name, t in named_tensors),
+                weights_iterator=(cast(name, t) for name, t in named_tensors),
                 is_checkpoint_format=True,
             )
         self._repack_tied_heads(worker.model_runner.model)

@@ -26,6 +26,7 @@ import torch
 from reasonrl.losses import distillation_divergence
 from reasonrl.models import load, resolve
 from reasonrl.models.logprobs import completion_logits
+from reasonrl.models.lora import merge_adapter
 from reasonrl.rollout import TokenBatch, encode_prompts
 from reasonrl.runtime import Run
 from reasonrl.trainers.final import save_final
@@ -53,10 +54,8 @@ def load_teacher(recipe: Recipe) -> torch.nn.Module | None:
         return None
     folder, section = resolve(name), recipe.model
     if (Path(folder) / "adapter_config.json").exists():
-        from peft import PeftModel
-
         base, _ = load(section.name, dtype=section.dtype, trust_remote_code=section.trust_remote_code)
-        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        model = merge_adapter(base, folder)
         log.info("teacher: adapter %s on %s", folder, section.name)
     else:
         model, _ = load(folder, dtype=section.dtype)

@@ -67,4 +67,4 @@ def test_self_distillation_from_hints_runs_end_to_end(tmp_path):
 
     assert start > 0  # the hint changes what the teacher predicts
     assert "eval/sampled_reward" not in first  # a file of prompt/completion rows has no answers to check
-    assert sum("loss" in r for r in logged) == 4 and (out / "final" / "model.safetensors").exists()
+    assert sum("loss" in r for r in logged) == 4 and (out / "final" / "adapter_model.safetensors").exists()

@@ -83,3 +83,29 @@ def test_an_adapter_folder_loads_as_its_base_with_the_adapter_merged(tmp_path, m
     assert policy.model_dir == folder and policy.uses_lora
     with torch.no_grad():
         assert torch.allclose(policy.model(ids).logits, expected, atol=1e-5)  # fresh LoRA starts at zero
+
+
+def test_an_adapter_on_a_tied_head_merges_without_changing_the_embeddings(tmp_path, monkeypatch):
+    """LoRA on lm_head of a model whose head is its input embedding (tiny-llama, SmolLM2):
+    merging into the shared tensor changed the input lookup too, and the merged model was
+    not the trained one (a distilled student learned from a broken teacher: 0.01 accuracy)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from reasonrl.models import model_folder
+    from reasonrl.models.lora import merge_adapter
+
+    monkeypatch.setenv("REASONRL_CACHE", str(tmp_path / "cache"))
+    base, tokenizer = load("tiny-llama")
+    assert base.get_output_embeddings().weight is base.get_input_embeddings().weight
+    lora = LoraConfig(r=4, target_modules=["q_proj", "lm_head"], init_lora_weights=False)
+    adapter = tmp_path / "head-run" / "final"
+    get_peft_model(base, lora).save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    ids = torch.tensor([tokenizer("3+4=7 and 5").input_ids])
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(load("tiny-llama")[0], adapter)(ids).logits  # unmerged
+        broken = PeftModel.from_pretrained(load("tiny-llama")[0], adapter).merge_and_unload()(ids).logits
+        assert not torch.allclose(broken, expected, atol=1e-3)  # what a plain merge gives
+        merged = merge_adapter(load("tiny-llama")[0], adapter)
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-5)
+        assert torch.allclose(load(model_folder(adapter))[0](ids).logits, expected, atol=1e-5)

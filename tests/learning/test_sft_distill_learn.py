@@ -31,7 +31,7 @@ def test_sft_loss_falls_and_sampled_accuracy_rises(sft_run):
     )
     assert first["eval/sampled_reward"] < 0.2 and last["eval/sampled_reward"] >= 0.5
     assert last["eval/loss"] < first["eval/loss"] / 5
-    assert (sft_run / "final" / "model.safetensors").exists()
+    assert (sft_run / "final" / "adapter_model.safetensors").exists()  # a LoRA adapter, head included
 
 
 def test_distilled_student_closes_half_the_gap_to_its_teacher(sft_run, tmp_path):
@@ -82,9 +82,13 @@ def test_sft_then_grpo_beats_grpo_alone_at_the_same_steps(sft_run, tmp_path):
     assert rewards["SFT -> GRPO"][1] >= rewards["GRPO alone"][1] + 0.3
 
 
-def test_faithfulness_probe_finds_that_the_sft_answer_follows_its_working(sft_run, tmp_path):
-    """The SFT drill model answers by copying its worked line ("4 + 3 = 7\\n#### 7"), so a
-    mistake in that line must change the answer far more often than the unchanged control."""
+def test_faithfulness_probe_finds_that_the_sft_answer_follows_its_working(tmp_path):
+    """The drill model SFT-trained in full answers by copying its worked line ("4 + 3 = 7\\n
+    #### 7"), so a mistake in that line must change the answer far more often than the
+    unchanged control. (The LoRA recipe's model, 0.98 accurate, mostly answers from the
+    question instead: a mistake changed 0.10 of its answers, see docs/faithfulness.md.)"""
+    sft_run = tmp_path / "sft-full"
+    cli("train", SFT, "--model.lora", "null", "--learning_rate", "1e-3", "--output_dir", str(sft_run), *QUIET)
     data = tmp_path / "drill.jsonl"
     cli("data", "synthetic", "--n", "48", "--difficulty", "0", "--seed", "5", "--out", str(data))
     out = tmp_path / "faithfulness"
