@@ -13,7 +13,8 @@ Sources: a local json/jsonl file or a folder with ``{split}.jsonl`` (the real GS
 files included: their worked solutions are the SFT targets, read at run time, never
 copied), a hub id (through ``datasets``), or any generated problem source
 (``synthetic:...``: the generator's worked solutions). A ``hint`` field (or
-``hint_field``), when present, is kept for distillation's ``teacher_context: hint``.
+``hint_field``), when present, is kept for distillation's ``teacher_context: hint``; a
+problem keeps its record (``row``) for ``teacher_context: feedback``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class SFTExample:
     completion: str
     hint: str | None = None  # shown to a distillation teacher only (teacher_context: hint)
     where: str = ""  # file:line of the row, for errors raised later (tokenisation)
+    row: dict | None = None  # the problem (question, answer), for an environment to check
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def solution_text(problem: Problem) -> str:
 def from_problem(
     problem: Problem, style: PromptStyle, where: str = "", hint: str | None = None
 ) -> SFTExample:
-    return SFTExample(style.prompt(problem), solution_text(problem), hint, where)
+    return SFTExample(style.prompt(problem), solution_text(problem), hint, where, problem.to_record())
 
 
 def _messages(value, field: str, where: str) -> list[dict]:

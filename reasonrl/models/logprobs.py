@@ -102,6 +102,63 @@ def completion_logprobs(
     return torch.cat(logps), (torch.cat(entropies) if with_entropy else None)
 
 
+def packed_completion_logprobs(model, batch, row_tokens: int, fused_head: bool = True) -> torch.Tensor:
+    """log π(c_t | prompt, c_<t) for every completion token, [N, C], as
+    ``completion_logprobs`` gives them, computed on packed rows.
+
+    The sequences (prompt + completion, padding dropped) are packed first-fit-decreasing
+    into rows of at most ``row_tokens`` tokens (a longer sequence gets a row of its own),
+    position ids restarting at 0 for each sequence. With no attention mask, transformers
+    reads the restarts as sequence boundaries and masks attention across them (TRL's
+    padding-free packing), so every token sees its own sequence only: the same numbers as
+    one row per sequence, without the padding. Supervised data of varied length (worked
+    solutions of 50-400 tokens) pays for no padding at all, where length groups still pad
+    inside each group.
+    """
+    n, C = batch.completion_ids.shape
+    head = _Head.of(model, fused_head)
+    prompts = [ids[m.bool()] for ids, m in zip(batch.prompt_ids, batch.prompt_mask, strict=True)]
+    completions = [ids[m.bool()] for ids, m in zip(batch.completion_ids, batch.completion_mask, strict=True)]
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("packing needs at least one prompt token per row (the one before the first target)")
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions, strict=True)]
+    pieces = []
+    for row in pack_rows(lengths, row_tokens):
+        ids = torch.cat([torch.cat([prompts[i], completions[i]]) for i in row])[None]
+        positions = torch.cat([torch.arange(lengths[i]) for i in row])[None].to(ids.device)
+        _, features = head.forward(
+            model, ids.shape[1], input_ids=ids, position_ids=positions, use_cache=False
+        )
+        offset, predictors = 0, []
+        for i in row:  # the position before each completion token predicts it
+            first = offset + len(prompts[i]) - 1
+            predictors.append(torch.arange(first, first + len(completions[i])))
+            offset += lengths[i]
+        targets = torch.cat([completions[i] for i in row])[None]
+        logp, _ = head.logprobs(features[:, torch.cat(predictors).to(ids.device)], targets, 1.0, False)
+        pieces.extend(zip(row, logp[0].split([len(completions[i]) for i in row]), strict=True))
+    out = batch.completion_ids.new_zeros((n, C), dtype=pieces[0][1].dtype)
+    rows = torch.cat([torch.full((len(lp),), i) for i, lp in pieces])
+    cols = torch.cat([torch.arange(len(lp)) for _, lp in pieces])
+    return out.index_put((rows, cols), torch.cat([lp for _, lp in pieces]))
+
+
+def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
+    """First-fit decreasing: indices of ``lengths`` grouped into rows of at most
+    ``row_tokens`` (a longer one alone in its row), longest first."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if slot is None:
+            rows.append([i])
+            room.append(row_tokens - lengths[i])
+        else:
+            rows[slot].append(i)
+            room[slot] -= lengths[i]
+    return rows
+
+
 def completion_logits(model, batch) -> torch.Tensor:
     """The logits that predict each completion token, [N, C, V] (the distribution over the
     vocabulary at every completion position: what distillation compares). One forward pass

@@ -56,7 +56,7 @@ def merge_adapter(model, adapter) -> torch.nn.Module:
     head = model.get_output_embeddings()
     tied = head is not None and head.weight is model.get_input_embeddings().weight
     if tied and any(t == "lm_head" or str(t).endswith("lm_head") for t in targets):
-        head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
+        head.weight = torch.nn.Parameter(head.weight.detach().clone(), head.weight.requires_grad)
         model.config.tie_word_embeddings = False
         if hasattr(model.config, "get_text_config"):
             model.config.get_text_config().tie_word_embeddings = False

@@ -51,7 +51,7 @@ def format_reward(
     if derived is None:
         derived = answers_after_hashes
     elif derived and not answers_after_hashes:
-        raise ValueError("format reward: derived: true needs preset gsm8k or gsm8k_answer (answers after '####')")
+        raise ValueError("format reward: derived: true needs preset gsm8k or gsm8k_answer ('#### N' answers)")
     regex = re.compile(pattern)
 
     def copied(completion: str, prompt: str, question: str) -> bool:

@@ -13,6 +13,9 @@ the student's base model, sharing the student's tokenizer (checked before any mo
 loads). ``teacher_context: hint`` adds each row's hint to the teacher's prompt only: with
 no ``teacher`` the policy teaches itself what it would say had it seen the hint (the
 hindsight distillation of OpenClaw-RL, hints from corrections or error messages).
+``teacher_context: feedback`` takes the hint from the next state: the recipe's
+environment (``env:``, default ``feedback``) reads each completion and its reply ("The
+answer 36 is wrong. Check your work and try again.") is what the teacher sees.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from reasonrl.envs import Environment, make_env
 from reasonrl.losses import distillation_divergence
 from reasonrl.models import load, resolve
 from reasonrl.models.logprobs import completion_logits
@@ -30,6 +34,7 @@ from reasonrl.models.lora import merge_adapter
 from reasonrl.rollout import TokenBatch, encode_prompts
 from reasonrl.runtime import Run
 from reasonrl.trainers.final import save_final
+from reasonrl.trainers.onpolicy import make_environment
 from reasonrl.trainers.policy import sampling_config, sync
 from reasonrl.trainers.recipe import DistillSection, Recipe
 from reasonrl.trainers.supervised import (
@@ -75,27 +80,52 @@ def with_hint(prompt, hint: str):
     return messages
 
 
-def teacher_rows(d: SupervisedRun, batch: TokenBatch, examples) -> TokenBatch:
+RIGHT, WRONG = "That answer is right.", "That answer is wrong."
+
+
+def feedback_hints(env: Environment, completions: list[str], examples) -> list[str]:
+    """What ``env`` answers to each completion of its example's problem: the observation of
+    its first step, or, when it ends the episode there, whether the answer was right."""
+    hints = []
+    for text, example in zip(completions, examples, strict=True):
+        state = env.reset(example.row)
+        step = env.step(state, text)
+        if step.observation is not None:
+            hints.append(step.observation)
+        else:
+            hints.append(RIGHT if env.score(state) > 0 else WRONG)
+    return hints
+
+
+def teacher_rows(d: SupervisedRun, batch: TokenBatch, examples, env: Environment | None = None) -> TokenBatch:
     """``batch``'s completions after the teacher's prompts (the hint added), same tokens."""
     cfg: DistillSection = d.section
-    if cfg.teacher_context != "hint":
+    if cfg.teacher_context == "none":
         return batch
     tok = d.policy.tokenizer
-    _, prompts = encode_prompts(tok, [with_hint(e.prompt, e.hint) for e in examples])
+    if cfg.teacher_context == "feedback":
+        texts = tok.batch_decode(
+            [ids[m.bool()] for ids, m in zip(batch.completion_ids, batch.completion_mask, strict=True)],
+            skip_special_tokens=True,
+        )
+        hints = feedback_hints(env, texts, examples)
+    else:
+        hints = [e.hint for e in examples]
+    _, prompts = encode_prompts(tok, [with_hint(e.prompt, h) for e, h in zip(examples, hints, strict=True)])
     padded = TokenBatch.padded(prompts, [[] for _ in prompts], tok.pad_token_id)  # the prompts only
     return TokenBatch(
         padded["prompt_ids"], padded["prompt_mask"], batch.completion_ids, batch.completion_mask
     )
 
 
-def make_token_loss(teacher: torch.nn.Module | None):
+def make_token_loss(teacher: torch.nn.Module | None, env: Environment | None = None):
     def distill_token_loss(d: SupervisedRun, batch: TokenBatch, examples) -> tuple[torch.Tensor, dict]:
         """The divergence from the teacher at each completion position, [n, C]."""
         cfg: DistillSection = d.section
         student = completion_logits(d.model, batch)
         with torch.no_grad():
             teacher_logits = completion_logits(
-                teacher if teacher is not None else d.model, teacher_rows(d, batch, examples)
+                teacher if teacher is not None else d.model, teacher_rows(d, batch, examples, env)
             )
         vocab = min(student.shape[-1], teacher_logits.shape[-1])  # heads padded to different sizes
         per_token = distillation_divergence(
@@ -129,7 +159,10 @@ def train_distill(recipe: Recipe) -> Run:
     cfg = recipe.distill
     d = set_up(recipe, cfg)
     teacher = load_teacher(recipe)
-    token_loss = make_token_loss(teacher)
+    env = None
+    if cfg.teacher_context == "feedback":
+        env = make_environment(recipe) if recipe.env is not None else make_env("feedback")
+    token_loss = make_token_loss(teacher, env)
     held_out, examples = split_examples(d, cfg.hint_field)
     problems = eval_problems(d)
     if not recipe.train.resume:

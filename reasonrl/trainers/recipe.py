@@ -130,6 +130,9 @@ class SFTSection:
     batch_size: int = 16  # examples per optimizer step, over all processes
     max_length: int = 512  # prompt + completion tokens; longer completions are cut
     completion_only_loss: bool = True  # TRL's name; false: the prompt's tokens are learned too
+    # sft: pack the sequences of a micro-batch into rows of max_length tokens, attention kept
+    # within each sequence (TRL's padding-free packing): no padding is computed
+    packing: bool = False
     eval_fraction: float = 0.05  # held-out examples for the completion loss
     eval_samples: int = 64  # held-out problems sampled for the verifier reward (problem sources)
     max_completion_length: int = 128  # length of the sampled completions (evaluation, on-policy)
@@ -144,7 +147,9 @@ class DistillSection(SFTSection):
     divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
     beta: float = 0.5  # jsd: the teacher's weight in the mixture (GKD's β)
     lmbda: float = 0.0  # GKD's λ: the fraction of steps trained on the student's own samples
-    teacher_context: Literal["none", "hint"] = "none"  # hint: the row's hint is added to the teacher's prompt
+    # hint: the row's hint is added to the teacher's prompt; feedback: what the recipe's
+    # environment (env:, default feedback) answers to the completion is (OpenClaw-RL)
+    teacher_context: Literal["none", "hint", "feedback"] = "none"
     hint_field: str = "hint"
 
 

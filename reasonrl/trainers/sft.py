@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from reasonrl.losses import nll
-from reasonrl.models.logprobs import completion_logprobs
+from reasonrl.models.logprobs import completion_logprobs, packed_completion_logprobs
 from reasonrl.rollout import TokenBatch
 from reasonrl.runtime import Run
 from reasonrl.trainers.final import save_final
@@ -30,7 +30,10 @@ from reasonrl.trainers.supervised import (
 
 def sft_token_loss(d: SupervisedRun, batch: TokenBatch, examples) -> tuple[torch.Tensor, dict]:
     """−log π of each completion token, [n, C] (padding positions junk)."""
-    logps, _ = completion_logprobs(d.model, batch, micro_batch=len(batch))
+    if d.section.packing:
+        logps = packed_completion_logprobs(d.model, batch, d.section.max_length)
+    else:
+        logps, _ = completion_logprobs(d.model, batch, micro_batch=len(batch))
     return nll(logps), {}
 
 

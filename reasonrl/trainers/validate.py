@@ -123,8 +123,14 @@ def check_env(recipe: Recipe) -> None:
     env = recipe.env
     if env is None:
         return
-    if recipe.algorithm not in ("grpo", "ppo"):
-        raise place(recipe, "env", f"episodes train with algorithm: grpo or ppo, not {recipe.algorithm!r}")
+    feedback = recipe.algorithm == "distill" and recipe.distill.teacher_context == "feedback"
+    if recipe.algorithm not in ("grpo", "ppo") and not feedback:
+        raise place(
+            recipe,
+            "env",
+            f"episodes train with algorithm: grpo or ppo (or distill with teacher_context: "
+            f"feedback), not {recipe.algorithm!r}",
+        )
     for key in ("max_turns", "max_episode_tokens"):
         if getattr(env, key) < 1:
             raise place(recipe, f"env.{key}", f"must be an integer >= 1, got {getattr(env, key)!r}")
@@ -184,6 +190,10 @@ def check_examples(recipe: Recipe) -> None:
         raise place(recipe, "data.source", f"{data.source!r}: {err}") from None
     if not examples:
         raise place(recipe, "data.source", f"{data.source!r} [{data.split}] holds no examples")
+    if recipe.algorithm == "distill" and section.packing:
+        raise place(
+            recipe, "distill.packing", "packing is for sft: distillation compares whole distributions"
+        )
     if getattr(section, "teacher_context", "none") == "hint":
         bare = next((e for e in examples if not e.hint), None)
         if bare is not None:
@@ -193,12 +203,21 @@ def check_examples(recipe: Recipe) -> None:
                 f"'hint' needs a {hint_field!r} field in every row; {bare.where} has none "
                 f"(distill.hint_field names the field)",
             )
-    if recipe.algorithm == "distill" and section.teacher is None and section.teacher_context != "hint":
+    if getattr(section, "teacher_context", "none") == "feedback":
+        bare = next((e for e in examples if e.row is None), None)
+        if bare is not None:
+            raise place(
+                recipe,
+                "distill.teacher_context",
+                f"'feedback' needs problems with answers for the environment to check; "
+                f"{bare.where} is no question/answer row",
+            )
+    if recipe.algorithm == "distill" and section.teacher is None and section.teacher_context == "none":
         raise place(
             recipe,
             "distill.teacher",
             "name a teacher (a model name or folder, or an adapter folder), or set "
-            "teacher_context: hint to let the policy teach itself from hints",
+            "teacher_context: hint or feedback to let the policy teach itself from hints",
         )
 
 

@@ -113,6 +113,11 @@ CASES = [
         ["--data.source", "NOHINT", "--teacher_context", "hint"],
         "--distill.teacher_context: 'hint' needs a 'hint' field in every row; ",
     ),
+    (
+        DISTILL,
+        ["--data.source", "NOHINT", "--teacher_context", "feedback"],
+        "--distill.teacher_context: 'feedback' needs problems with answers for the environment to check; ",
+    ),
 ]
 
 

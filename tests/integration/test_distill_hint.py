@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import torch
 
 from reasonrl.data.sft import SFTExample
+from reasonrl.envs import make_env
 from reasonrl.models import load_tokenizer
 from reasonrl.rollout.encode import example_batch
-from reasonrl.trainers.distill import teacher_rows, with_hint
+from reasonrl.trainers.distill import RIGHT, teacher_rows, with_hint
 from reasonrl.trainers.recipe import DistillSection
 from tests.helpers import QUIET, cli, metrics
 
@@ -68,3 +69,37 @@ def test_self_distillation_from_hints_runs_end_to_end(tmp_path):
     assert start > 0  # the hint changes what the teacher predicts
     assert "eval/sampled_reward" not in first  # a file of prompt/completion rows has no answers to check
     assert sum("loss" in r for r in logged) == 4 and (out / "final" / "adapter_model.safetensors").exists()
+
+
+def test_feedback_hints_come_from_the_environments_reply_to_each_completion():
+    """teacher_context: feedback (OpenClaw-RL's hindsight hint from the next state): the
+    feedback environment checks each completion against its problem, and its reply is
+    what the teacher sees; the student's prompt and the completion tokens are unchanged."""
+    tok = load_tokenizer("tiny-llama")
+    row = {"question": "3+4=", "solution": "3 + 4 = 7", "answer": "7"}
+    examples = [SFTExample("3+4=", "", row=row), SFTExample("3+4=", "", row=row)]
+    batch = example_batch(tok, ["3+4="] * 2, ["3 + 4 = 8\n#### 8", "3 + 4 = 7\n#### 7"], 64)
+    d = SimpleNamespace(
+        section=DistillSection(teacher_context="feedback"), policy=SimpleNamespace(tokenizer=tok)
+    )
+    rows = teacher_rows(d, batch, examples, make_env("feedback"))
+    assert torch.equal(rows.completion_ids, batch.completion_ids)
+    prompts = [tok.decode(ids[m]) for ids, m in zip(rows.prompt_ids, rows.prompt_mask, strict=True)]
+    assert prompts[0] == "Hint: The answer 8 is wrong. Check your work and try again.\n3+4="
+    assert prompts[1] == f"Hint: {RIGHT}\n3+4="
+
+
+def test_self_distillation_from_environment_feedback_runs_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    cli(
+        "train", "recipes/synthetic/distill-tiny.yaml", "--teacher_context", "feedback",
+        "--distill.teacher", "null", "--lmbda", "1", "--max_steps", "3", "--eval_samples", "8",
+        "--output_dir", str(out), *QUIET,
+    )  # fmt: skip
+    logged = metrics(out)
+    first = next(r for r in logged if r["step"] == 0)
+    print(f"feedback self-distillation: held-out KL(policy with feedback || policy) {first['eval/loss']:.4f}")
+    assert first["eval/loss"] > 0  # the environment's reply changes what the teacher predicts
+    assert sum("loss" in r for r in logged) == 3
+    transcript = (out / "completions.jsonl").read_text()
+    assert transcript  # sampled on-policy completions were scored and logged

@@ -6,7 +6,7 @@ import torch
 
 from reasonrl.losses import linear_token_logprobs
 from reasonrl.models import load
-from reasonrl.models.logprobs import completion_logprobs, length_groups
+from reasonrl.models.logprobs import completion_logprobs, length_groups, pack_rows, packed_completion_logprobs
 from reasonrl.models.lora import LoraConfig, wrap_lora
 from reasonrl.rollout import Rollouts, SamplingConfig, make_engine
 
@@ -190,3 +190,27 @@ def test_shared_prompt_gradients_are_bitwise_repeatable(setup):
         again = logprobs_and_grads(model, batch, share=True)
         assert torch.equal(first[0], again[0])
         assert all(torch.equal(first[2][k], again[2][k]) for k in first[2])
+
+
+@pytest.mark.parametrize("row_tokens", [8, 40, 1000])  # a row per sequence, a few, all in one
+def test_packed_rows_give_the_same_logprobs_and_gradients(setup, row_tokens):
+    model, batch, _ = setup
+    mask = batch.completion_mask
+
+    def logprobs_and_grads(fn):
+        model.zero_grad()
+        logp = fn()
+        (logp * mask).sum().backward()
+        return logp.detach()[mask], {
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+        }
+
+    packed = logprobs_and_grads(lambda: packed_completion_logprobs(model, batch, row_tokens))
+    plain = logprobs_and_grads(lambda: completion_logprobs(model, batch, share_prompts=False)[0])
+    empty = torch.zeros(0)
+    assert_same((packed[0], empty, packed[1]), (plain[0], empty, plain[1]))
+
+
+def test_pack_rows_first_fit_decreasing():
+    # 9 alone (longer than a row), then 6+4, 5+3+2 (the 3 fits beside the 5, the 2 too)
+    assert pack_rows([5, 9, 3, 6, 4, 2], 10) == [[1], [3, 4], [0, 2, 5]]

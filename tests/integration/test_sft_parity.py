@@ -53,12 +53,14 @@ def _run(tmp_path):
     return set_up(recipe, recipe.sft)
 
 
+@pytest.mark.parametrize("packing", [False, True], ids=["rows", "packed"])
 @pytest.mark.parametrize("kind", ["plain", "chat", "text"])
-def test_sft_loss_and_gradients_equal_trl(tmp_path, kind):
+def test_sft_loss_and_gradients_equal_trl(tmp_path, kind, packing):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     d = _run(tmp_path)
+    d.section.packing = packing  # packed: every example of the batch in one row
     model = d.run.accelerator.unwrap_model(d.model)
     with torch.no_grad():  # not the initialisation: every weight matters to the gradient
         gen = torch.Generator().manual_seed(0)
@@ -112,7 +114,8 @@ def test_sft_loss_and_gradients_equal_trl(tmp_path, kind):
 
     step = supervised_step(d, rows, examples, sft_token_loss)  # the training step itself
     print(
-        f"SFT {kind}: TRL loss {trl_loss.item():.6f}, reasonrl {step['loss']:.6f}; "
+        f"SFT {kind}{' packed' if packing else ''}: TRL loss {trl_loss.item():.6f}, "
+        f"reasonrl {step['loss']:.6f}; "
         f"grad norm {trl_norm:.6f} / {step['grad_norm']:.6f}"
     )
     assert abs(step["loss"] - trl_loss.item()) < 1e-5

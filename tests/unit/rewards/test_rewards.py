@@ -50,7 +50,8 @@ def test_format_reward_does_not_pay_for_the_instructions_example_answer():
     # a question that itself says '#### 42' makes 42 no copy; the opt-out pays copies
     assert fmt(["x\n#### 42"], prompts=["a #### 42 b"], question=["a #### 42"]) == [1.0]
     one = {k: v[:1] for k, v in columns.items()}
-    assert build_reward("format", preset="gsm8k", derived=False, pay_copies=True)(completions[:1], **one) == [1.0]
+    pays_copies = build_reward("format", preset="gsm8k", derived=False, pay_copies=True)
+    assert pays_copies(completions[:1], **one) == [1.0]
 
 
 def test_format_reward_pays_only_answers_the_work_derives_from_the_question():
@@ -98,7 +99,10 @@ def _flaky():
 
 def test_a_failing_reward_scores_zero_counts_and_logs_once(caplog):
     rewards = RewardSet(
-        [RewardSpec("test_flaky", 2.0), RewardSpec("format", 1.0, {"preset": "gsm8k_answer", "derived": False})]
+        [
+            RewardSpec("test_flaky", 2.0),
+            RewardSpec("format", 1.0, {"preset": "gsm8k_answer", "derived": False}),
+        ]
     )
     with caplog.at_level(logging.ERROR):
         scores = rewards(["abcd", "abc", "abc", "#### 5"])
