@@ -4,14 +4,16 @@ One module per family; every function states its equation, its paper, and the
 shape and time index of each argument. Nothing here knows about models, trainers
 or configs: the module imports only torch.
 
-    advantages   discounted returns, GAE, group-relative (GRPO / Dr. GRPO), RLOO, V-trace
+    advantages   discounted and n-step returns, GAE, group-relative (GRPO / Dr. GRPO), RLOO, V-trace
     policy       importance ratio, clipped surrogate (clip-higher, dual clip), policy gradient,
-                 SAC's soft policy loss, KL k1/k2/k3, entropy
+                 SAC's soft policy loss, KL k1/k2/k3, entropy, cross-entropy to a
+                 target distribution (the search's visit counts)
     objectives   whole objectives a trainer backpropagates: grpo_loss, ppo_loss
     logprobs     not losses but their inputs: per-token log-probs from logits or from an
                  LM head's input (fused, no [tokens x vocab] tensor kept for backward)
     aggregation  masked means and the GRPO loss types' token aggregation
-    value        clipped value loss, soft Bellman target, SAC temperature, soft value
+    value        clipped value loss, soft Bellman target, SAC temperature, soft value,
+                 MuZero's value transform h and its inverse
     preference   DPO, cDPO, IPO, hinge, robust DPO
     distillation SFT's next-token NLL; forward / reverse KL and GKD's generalised JSD between
                  a student's and a teacher's distributions; the sampled-token gap advantage
@@ -22,6 +24,7 @@ from reasonrl.losses.advantages import (
     discounted_returns,
     generalized_advantage_estimation,
     group_advantages,
+    n_step_returns,
     rloo_advantages,
     vtrace,
 )
@@ -38,6 +41,7 @@ from reasonrl.losses.objectives import GRPOLossOutput, PPOLossOutput, grpo_loss,
 from reasonrl.losses.policy import (
     SurrogateOutput,
     clipped_surrogate,
+    cross_entropy_to_target,
     entropy_from_logits,
     importance_ratio,
     kl_estimate,
@@ -45,17 +49,25 @@ from reasonrl.losses.policy import (
     soft_policy_loss,
 )
 from reasonrl.losses.preference import DPOOutput, dpo_loss
-from reasonrl.losses.value import sac_temperature_loss, soft_bellman_target, soft_value, value_loss
+from reasonrl.losses.value import (
+    sac_temperature_loss,
+    signed_hyperbolic,
+    signed_parabolic,
+    soft_bellman_target,
+    soft_value,
+    value_loss,
+)
 
 __all__ = [
-    "LOSS_TYPE_AGGREGATION",
     "DPOOutput",
     "GRPOLossOutput",
+    "LOSS_TYPE_AGGREGATION",
     "PPOLossOutput",
     "SurrogateOutput",
     "VTraceOutput",
     "aggregate_tokens",
     "clipped_surrogate",
+    "cross_entropy_to_target",
     "discounted_returns",
     "distillation_divergence",
     "dpo_loss",
@@ -69,11 +81,14 @@ __all__ = [
     "kl_estimate",
     "linear_token_logprobs",
     "masked_mean",
+    "n_step_returns",
     "nll",
     "policy_gradient_loss",
     "ppo_loss",
     "rloo_advantages",
     "sac_temperature_loss",
+    "signed_hyperbolic",
+    "signed_parabolic",
     "soft_bellman_target",
     "soft_policy_loss",
     "soft_value",

@@ -70,6 +70,45 @@ def discounted_returns(
 
 
 @torch.no_grad()
+def n_step_returns(
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    values: torch.Tensor,
+    gamma: float,
+    n: int,
+) -> torch.Tensor:
+    """n-step bootstrapped returns, MuZero's value targets (Schrittwieser et al. 2020, eq. 2).
+
+        z_t = r_t + γ r_{t+1} + … + γ^{n−1} r_{t+n−1} + γ^n v_{t+n}
+
+    cut at the end of an episode (no reward nor bootstrap after a done) and at the end of
+    the data (the sum stops at step T − 1 and bootstraps from nothing beyond it: rows
+    that close to the end are best left out of training).
+
+    Args:
+      rewards: r_t, the reward of the action taken at step t, [T, B].
+      dones: d_t ∈ {0, 1}, [T, B]; 1 when the episode ends after step t.
+      values: v_t, the value estimate of s_t (e.g. the search's root value), [T, B].
+      gamma: discount γ.
+      n: steps of real reward before bootstrapping, n >= 1.
+    Returns:
+      z_t, [T, B].
+    """
+    dones = _check_time_major(rewards, values, dones)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    T = rewards.shape[0]
+    z = torch.zeros_like(rewards)
+    alive = torch.ones_like(rewards)  # 1 while s_{t+i} belongs to the episode of s_t
+    for i in range(n):
+        z[: T - i] += (gamma**i) * alive[: T - i] * rewards[i:]
+        alive[: T - i] = alive[: T - i] * (1.0 - dones[i:])
+    if n < T:
+        z[: T - n] += (gamma**n) * alive[: T - n] * values[n:]
+    return z
+
+
+@torch.no_grad()
 def generalized_advantage_estimation(
     rewards: torch.Tensor,
     values: torch.Tensor,

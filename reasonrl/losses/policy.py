@@ -184,3 +184,20 @@ def entropy_from_logits(
     if not out:
         return logits.new_zeros(logits.shape[:-1])
     return (out[0] if len(out) == 1 else torch.cat(out)).view(logits.shape[:-1])
+
+
+def cross_entropy_to_target(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a policy to a target distribution, AlphaZero / MuZero's policy
+    loss towards the search's visit distribution (Silver et al. 2017; Schrittwieser et
+    al. 2020, eq. 1):
+
+        l(π, p) = − Σ_a π(a) log p(a),   p = softmax(logits)
+
+    Args:
+      logits: the policy's logits [..., A], carries the gradient.
+      target_probs: π, [..., A], rows summing to 1 (a constant).
+    Returns:
+      per-row loss, [...].
+    """
+    check_shapes(logits=logits, target_probs=target_probs)
+    return -(target_probs.detach() * torch.log_softmax(logits, -1)).sum(-1)

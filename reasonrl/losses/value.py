@@ -113,3 +113,21 @@ def soft_value(q_values: torch.Tensor, alpha: float, dim: int = -1) -> torch.Ten
     if alpha == 0:
         return q_values.amax(dim=dim)
     return alpha * torch.logsumexp(q_values / alpha, dim=dim)
+
+
+def signed_hyperbolic(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """MuZero's value transform (Pohlen et al. 2018; MuZero Appendix F), which squashes
+    large returns so one regression fits values of 1 and of 300:
+
+        h(x) = sign(x) (√(|x| + 1) − 1) + ε x
+    """
+    return torch.sign(x) * (torch.sqrt(x.abs() + 1) - 1) + eps * x
+
+
+def signed_parabolic(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """The inverse of ``signed_hyperbolic``:
+
+        h⁻¹(x) = sign(x) (((√(1 + 4ε(|x| + 1 + ε)) − 1) / (2ε))² − 1)
+    """
+    z = torch.sqrt(1 + 4 * eps * (x.abs() + 1 + eps))
+    return torch.sign(x) * (((z - 1) / (2 * eps)) ** 2 - 1)

@@ -14,7 +14,8 @@ command picks (tcmalloc when installed), TRL on the system's.
 
 Reported: tokens per second of training (the rows' prompt + completion tokens, the same
 count for both sides, over the training loop's wall-clock; model loading excluded), and
-peak resident memory. Target (issue 23): reasonrl >= 2x TRL at no more memory.
+peak resident memory. Target (issue 23): reasonrl >= 2x TRL at no more memory. A third
+side, reasonrl-packed, packs each micro-batch's rows (``sft.packing``) instead of padding.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def trl_side() -> dict:
     return {"train_seconds": seconds, "steps": trainer.state.global_step, "losses": losses, "data": source}
 
 
-def reasonrl_side() -> dict:
+def reasonrl_side(packing: bool = False) -> dict:
     from reasonrl.config import load_recipe
     from reasonrl.trainers import train
     from reasonrl.trainers.recipe import Recipe
@@ -134,6 +135,7 @@ def reasonrl_side() -> dict:
         "save_steps": 0,
         "report_to": "none",
         "progress": "false",
+        "packing": str(packing).lower(),
     }
     recipe = load_recipe(
         Recipe,
@@ -159,7 +161,8 @@ def main() -> None:
 
     data, source = rows()
     tokens = row_tokens(data)
-    results = {side: run_side("tests.benchmarks.sft_vs_trl", side) for side in ("trl", "reasonrl")}
+    sides = ("trl", "reasonrl", "reasonrl-packed")
+    results = {side: run_side("tests.benchmarks.sft_vs_trl", side) for side in sides}
     for r in results.values():
         r["tokens_per_second"] = tokens / r["train_seconds"]
     print(f"\nSFT, {len(data)} rows ({tokens} tokens) from {source}, LoRA r=16, fp32:")
@@ -178,23 +181,23 @@ def main() -> None:
             for side, r in results.items()
         ]
     )
-    ours, trl = results["reasonrl"], results["trl"]
-    ratio = ours["tokens_per_second"] / trl["tokens_per_second"]
-    memory = ours["peak_rss_mib"] / trl["peak_rss_mib"]
-    print(
-        f"reasonrl / TRL: throughput {ratio:.2f}x, peak memory {memory:.2f}x (target: >= 2x at <= 1.0x); "
-        f"TRL gradient checkpointing {'on' if TRL_CHECKPOINTING else 'off'}"
-    )
-    save(
-        "sft_vs_trl",
-        {"results": results, "tokens": tokens, "throughput_ratio": ratio, "memory_ratio": memory},
-    )
+    trl = results["trl"]
+    ratios = {}
+    for side in sides[1:]:
+        ours = results[side]
+        ratio = ours["tokens_per_second"] / trl["tokens_per_second"]
+        memory = ours["peak_rss_mib"] / trl["peak_rss_mib"]
+        ratios[side] = {"throughput_ratio": ratio, "memory_ratio": memory}
+        print(f"{side} / TRL: throughput {ratio:.2f}x, peak memory {memory:.2f}x (target: >= 2x at <= 1.0x)")
+    print(f"TRL gradient checkpointing {'on' if TRL_CHECKPOINTING else 'off'}; TRL unpacked (its default)")
+    save("sft_vs_trl", {"results": results, "tokens": tokens, "ratios": ratios})
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--side":
         from tests.benchmarks.common import side_main
 
-        side_main(sys.argv[2], trl_side if sys.argv[2] == "trl" else reasonrl_side)
+        side = sys.argv[2]
+        side_main(side, trl_side if side == "trl" else lambda: reasonrl_side(packing=side == "reasonrl-packed"))
     else:
         main()
