@@ -84,3 +84,34 @@ class ReturnTracker:
             out["solved_at"] = self.solved_at
         self.recent = []
         return out
+
+
+# what each agent's networks take: a flat observation vector, and these action spaces
+ACTION_SPACES = {"ppo": "Discrete", "impala": "Discrete", "muzero": "Discrete", "sac": "Box"}
+
+
+def check_spaces(recipe) -> None:
+    """The recipe's environment has spaces its agent can handle; a RecipeError naming the
+    environment's spaces and the supported ones otherwise (before any training)."""
+    from reasonrl.config import place
+
+    try:
+        env = gym.make(recipe.env_id)
+    except gym.error.Error as err:
+        raise place(recipe, "env_id", f"{recipe.env_id!r}: {err}") from None
+    obs, act = env.observation_space, env.action_space
+    env.close()
+    wanted = ACTION_SPACES[recipe.algorithm]
+    if type(act).__name__ != wanted:
+        raise place(
+            recipe,
+            "env_id",
+            f"{recipe.env_id} has action space {act}; {recipe.algorithm} handles {wanted} actions "
+            f"(agents by action space: {ACTION_SPACES})",
+        )
+    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+        raise place(
+            recipe,
+            "env_id",
+            f"{recipe.env_id} has observation space {obs}; the control agents take a flat Box (a vector)",
+        )

@@ -1,6 +1,6 @@
-"""Batched Monte-Carlo tree search in the shape of DeepMind's mctx, in torch.
+"""Batched Monte-Carlo tree search in the shape of DeepMind's mctx.
 
-The trees of a whole batch of environments are one struct of tensors indexed
+The trees of a whole batch of environments are one struct of arrays indexed
 ``[batch, node]`` (``Tree``); a search is ``num_simulations`` rounds of
 
     select     every tree walks down from its root by pUCT until it reaches an action
@@ -9,17 +9,25 @@ The trees of a whole batch of environments are one struct of tensors indexed
                reward, discount, prior logits, value, next embedding
     backup     every tree adds the new leaf's value along its path to the root
 
-so the network sees one batch per simulation and no Python object exists per node. The
+so the model sees one batch per simulation and no Python object exists per node. The
 selection rule and value normalisation are MuZero's (Schrittwieser et al. 2020,
 Appendix B):
 
     a* = argmax_a  Q̄(s, a) + P(s, a) · √N(s) / (1 + N(s, a)) · (c₁ + log((N(s) + c₂ + 1) / c₂))
 
 with Q̄ the child's r + γ v min-max normalised over the values seen in that tree (0 for
-an unvisited child), and Dirichlet noise mixed into the root's priors. ``reference_search``
-is the same search written one tree at a time with nodes as objects, as in the paper's
-pseudocode; it exists for the tests (same visit counts on the same network and noise)
-and the benchmark, never for training.
+an unvisited child), and Dirichlet noise mixed into the root's priors.
+
+Where things live. The model (``recurrent_fn``) is torch, and so are the embeddings.
+The tree's statistics are numpy arrays on the host: at 16 trees of 51 nodes every tree
+operation is a dispatch, not arithmetic, and numpy dispatches a small op in about a
+fifth of torch's time on this CPU (the reason the PPO agent acts in numpy). A
+torch-on-device tree, as mctx keeps in JAX, is the same code with the array module
+swapped; it pays on an accelerator, where the model's batch is the cost.
+
+``reference_search`` is the same search written one tree at a time with nodes as
+objects, as in the paper's pseudocode; it exists for the tests (same visit counts on the
+same network and noise) and the benchmark, never for training.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 UNVISITED = -1
@@ -67,81 +76,78 @@ class SearchConfig:
 
 @dataclass
 class Tree:
-    """B trees of up to N = num_simulations + 1 nodes; node 0 is the root."""
+    """B trees of up to N = num_simulations + 1 nodes; node 0 is the root, column N a
+    scratch node that padded paths write to. Statistics in float64.
 
-    visits: torch.Tensor  # [B, N] N(s)
-    value_sum: torch.Tensor  # [B, N] sum of backed-up values
-    prior: torch.Tensor  # [B, N, A] P(s, ·) (the root's with noise)
-    children: torch.Tensor  # [B, N, A] node index of each child, UNVISITED if not expanded
-    reward: torch.Tensor  # [B, N] reward of the transition into the node
-    discount: torch.Tensor  # [B, N] discount of the transition out of the node's parent into it
-    parent: torch.Tensor  # [B, N]
-    action: torch.Tensor  # [B, N] the action from the parent
-    embedding: torch.Tensor  # [B, N, ...]
-    q_min: torch.Tensor  # [B] MuZero's MinMaxStats, per tree
-    q_max: torch.Tensor  # [B]
+    Node arrays are [B, N + 1]; edge arrays [B, N + 1, A] hold, for each action of a
+    node, what selection reads: the child's visit count and its r + γ v.
+    """
 
-    def node_value(self) -> torch.Tensor:
-        return torch.where(self.visits > 0, self.value_sum / self.visits.clamp(min=1), 0.0)
+    visits: np.ndarray  # [B, N+1] N(s)
+    value_sum: np.ndarray  # [B, N+1] sum of backed-up values
+    reward: np.ndarray  # [B, N+1] reward of the transition into the node
+    discount: np.ndarray  # [B, N+1] discount of the transition into the node
+    parent: np.ndarray  # [B, N+1]
+    action: np.ndarray  # [B, N+1] the action from the parent
+    prior: np.ndarray  # [B, N+1, A] P(s, ·) (the root's with noise)
+    children: np.ndarray  # [B, N+1, A] node index of each child, UNVISITED if not expanded
+    edge_visits: np.ndarray  # [B, N+1, A] N(s, a)
+    edge_q: np.ndarray  # [B, N+1, A] r(s, a) + γ v(child), once visited
+    embedding: torch.Tensor  # [B, N, ...] the model's state at each node
+    q_min: np.ndarray  # [B] MuZero's MinMaxStats, per tree
+    q_max: np.ndarray  # [B]
+
+    def node_value(self) -> np.ndarray:
+        return self.value_sum / np.maximum(self.visits, 1)
 
     def root_visit_counts(self) -> torch.Tensor:
         """N(root, a) for every action, [B, A]."""
-        child = self.children[:, 0]
-        counts = self.visits.gather(1, child.clamp(min=0))
-        return torch.where(child >= 0, counts, 0)
+        return torch.from_numpy(self.edge_visits[:, 0].copy())
 
     def root_value(self) -> torch.Tensor:
-        return self.node_value()[:, 0]
+        return torch.from_numpy(self.node_value()[:, 0].copy())
 
 
-def _normalise(tree: Tree, q: torch.Tensor) -> torch.Tensor:
-    """Q̄ = (q − min) / (max − min) per tree once max > min, else q as it is."""
-    lo, hi = tree.q_min[:, None], tree.q_max[:, None]
-    spread = hi > lo
-    return torch.where(spread, (q - lo) / torch.where(spread, hi - lo, 1.0), q)
-
-
-def puct_scores(tree: Tree, node: torch.Tensor, config: SearchConfig) -> torch.Tensor:
+def puct_scores(tree: Tree, node: np.ndarray, config: SearchConfig) -> np.ndarray:
     """MuZero's pUCT score of every action at ``node`` [B] of each tree, [B, A]."""
-    b = torch.arange(len(node))
-    children = tree.children[b, node]  # [B, A]
-    seen = children >= 0
-    idx = children.clamp(min=0)
-    child_visits = torch.where(seen, tree.visits.gather(1, idx), 0).to(tree.value_sum.dtype)
-    parent_visits = tree.visits[b, node].to(tree.value_sum.dtype)[:, None]
-    pb_c = torch.log((parent_visits + config.pb_c_base + 1) / config.pb_c_base) + config.pb_c_init
-    prior_score = pb_c * parent_visits.sqrt() / (child_visits + 1) * tree.prior[b, node]
-    child_q = tree.reward.gather(1, idx) + tree.discount.gather(1, idx) * tree.node_value().gather(1, idx)
-    value_score = torch.where(seen, _normalise(tree, child_q), 0.0)
-    return prior_score + value_score
+    B, width, A = tree.prior.shape
+    flat = np.arange(B) * width + node  # one index into [B * (N+1)] rows: cheaper than two
+    child_visits = tree.edge_visits.reshape(-1, A)[flat]
+    parent_visits = tree.visits.reshape(-1)[flat][:, None].astype(np.float64)
+    pb_c = np.log((parent_visits + config.pb_c_base + 1) / config.pb_c_base) + config.pb_c_init
+    prior_score = pb_c * np.sqrt(parent_visits) / (child_visits + 1) * tree.prior.reshape(-1, A)[flat]
+    lo, hi = tree.q_min[:, None], tree.q_max[:, None]
+    q = tree.edge_q.reshape(-1, A)[flat]
+    normalised = np.where(hi > lo, (q - lo) / np.maximum(hi - lo, 1e-300), q)
+    return prior_score + np.where(child_visits > 0, normalised, 0.0)
 
 
 def _new_tree(root: RootOutput, config: SearchConfig, noise: torch.Tensor | None) -> Tree:
     B, A = root.prior_logits.shape
     N = config.num_simulations + 1
-    dtype = root.value.dtype
-    prior = torch.zeros(B, N, A, dtype=dtype)
-    p = torch.softmax(root.prior_logits.to(dtype), -1)
+    prior = np.zeros((B, N + 1, A))
+    p = torch.softmax(root.prior_logits.double(), -1).numpy()
     if noise is not None and config.exploration_fraction > 0:
-        p = (1 - config.exploration_fraction) * p + config.exploration_fraction * noise.to(dtype)
+        p = (1 - config.exploration_fraction) * p + config.exploration_fraction * noise.double().numpy()
     prior[:, 0] = p
     embedding = root.embedding.new_zeros((B, N, *root.embedding.shape[1:]))
     embedding[:, 0] = root.embedding
-    visits = torch.zeros(B, N, dtype=torch.long)
-    value_sum = torch.zeros(B, N, dtype=dtype)
-    visits[:, 0], value_sum[:, 0] = 1, root.value.to(dtype)  # the root is expanded and evaluated
+    visits, value_sum = np.zeros((B, N + 1), np.int64), np.zeros((B, N + 1))
+    visits[:, 0], value_sum[:, 0] = 1, root.value.double().numpy()  # the root is expanded and evaluated
     return Tree(
         visits=visits,
         value_sum=value_sum,
+        reward=np.zeros((B, N + 1)),
+        discount=np.ones((B, N + 1)),
+        parent=np.full((B, N + 1), UNVISITED, np.int64),
+        action=np.zeros((B, N + 1), np.int64),
         prior=prior,
-        children=torch.full((B, N, A), UNVISITED, dtype=torch.long),
-        reward=torch.zeros(B, N, dtype=dtype),
-        discount=torch.ones(B, N, dtype=dtype),
-        parent=torch.full((B, N), UNVISITED, dtype=torch.long),
-        action=torch.full((B, N), UNVISITED, dtype=torch.long),
+        children=np.full((B, N + 1, A), UNVISITED, np.int64),
+        edge_visits=np.zeros((B, N + 1, A), np.int64),
+        edge_q=np.zeros((B, N + 1, A)),
         embedding=embedding,
-        q_min=torch.full((B,), math.inf, dtype=dtype),
-        q_max=torch.full((B,), -math.inf, dtype=dtype),
+        q_min=np.full(B, math.inf),
+        q_max=np.full(B, -math.inf),
     )
 
 
@@ -157,52 +163,58 @@ def search(
       noise: [B, A] Dirichlet samples mixed into the root priors (None: no noise).
     """
     tree = _new_tree(root, config, noise)
-    B = root.value.shape[0]
-    b = torch.arange(B)
+    B, scratch = root.value.shape[0], config.num_simulations + 1
+    b, b_t = np.arange(B), torch.arange(B)
     for sim in range(1, config.num_simulations + 1):
-        # select: walk down until the chosen action has no child yet
-        node = torch.zeros(B, dtype=torch.long)
+        # select: walk down until the chosen action has no child yet; the path is kept
+        node = np.zeros(B, np.int64)
+        path = [node]
         action = puct_scores(tree, node, config).argmax(-1)
         nxt = tree.children[b, node, action]
-        while bool((nxt >= 0).any()):
-            going = nxt >= 0
-            node = torch.where(going, nxt, node)
-            chosen = puct_scores(tree, node, config).argmax(-1)
-            action = torch.where(going, chosen, action)
-            nxt = torch.where(going, tree.children[b, node, action], UNVISITED)
+        while (going := nxt >= 0).any():
+            node = np.where(going, nxt, node)
+            path.append(np.where(going, nxt, scratch))
+            action = np.where(going, puct_scores(tree, node, config).argmax(-1), action)
+            nxt = np.where(going, tree.children[b, node, action], UNVISITED)
         # expand: one batched step of the model from every leaf's parent
-        out = recurrent_fn(tree.embedding[b, node], action)
+        out = recurrent_fn(tree.embedding[b_t, torch.from_numpy(node)], torch.from_numpy(action))
         tree.children[b, node, action] = sim
         tree.parent[:, sim], tree.action[:, sim] = node, action
-        tree.reward[:, sim] = out.reward.to(tree.reward.dtype)
-        tree.discount[:, sim] = out.discount.to(tree.discount.dtype)
-        tree.prior[:, sim] = torch.softmax(out.prior_logits.to(tree.prior.dtype), -1)
+        tree.reward[:, sim] = out.reward.double().numpy()
+        tree.discount[:, sim] = out.discount.double().numpy()
+        tree.prior[:, sim] = torch.softmax(out.prior_logits.double(), -1).numpy()
         tree.embedding[:, sim] = out.embedding
-        _backup(tree, sim, out.value.to(tree.value_sum.dtype))
+        _backup(tree, np.stack(path + [np.full(B, sim)], 1), out.value.double().numpy(), scratch)
     return tree
 
 
-def _backup(tree: Tree, leaf: int, value: torch.Tensor) -> None:
-    """Add the leaf's value to every node on its path (MuZero's backpropagate): G ← r + γ G."""
-    B = len(value)
-    b = torch.arange(B)
-    node = torch.full((B,), leaf, dtype=torch.long)
-    g = value
-    while True:
-        live = node >= 0
-        if not bool(live.any()):
-            break
-        at = node.clamp(min=0)
-        tree.value_sum[b, at] += torch.where(live, g, 0.0)
-        tree.visits[b, at] += live.long()
-        reward, discount = tree.reward[b, at], tree.discount[b, at]
-        q = reward + discount * tree.node_value()[b, at]
-        is_root = at == 0
-        track = live & ~is_root  # the root's own value takes no part in normalising its children
-        tree.q_min = torch.where(track, torch.minimum(tree.q_min, q), tree.q_min)
-        tree.q_max = torch.where(track, torch.maximum(tree.q_max, q), tree.q_max)
-        g = reward + discount * g
-        node = torch.where(live & ~is_root, tree.parent[b, at], UNVISITED)
+def _backup(tree: Tree, path: np.ndarray, value: np.ndarray, scratch: int) -> None:
+    """Add the leaf's value to every node of ``path`` [B, D] (root first, the new leaf last,
+    ``scratch`` where a tree's path is shorter): MuZero's backpropagate, G ← r + γ G,
+    written for the whole path at once."""
+    B, D = path.shape
+    rows = np.arange(B)[:, None]
+    # the leaf is not at column D - 1 for short paths: move it to the end of the real path
+    real = path != scratch
+    real[:, -1] = True
+    g = np.zeros((B, D))
+    acc = value
+    for k in range(D - 1, -1, -1):  # G_k = r_{k+1} + γ_{k+1} G_{k+1}, skipping scratch columns
+        g[:, k] = acc
+        step = real[:, k]
+        at = path[:, k]
+        acc = np.where(step, tree.reward[rows[:, 0], at] + tree.discount[rows[:, 0], at] * acc, acc)
+    tree.value_sum[rows, path] += np.where(real, g, 0.0)
+    tree.visits[rows, path] += real
+    q = tree.reward[rows, path] + tree.discount[rows, path] * tree.node_value()[rows, path]
+    counted = real.copy()
+    counted[:, 0] = False  # the root's own value takes no part in normalising its children
+    tree.q_min = np.minimum(tree.q_min, np.where(counted, q, math.inf).min(1))
+    tree.q_max = np.maximum(tree.q_max, np.where(counted, q, -math.inf).max(1))
+    parents, actions = tree.parent[rows, path], tree.action[rows, path]
+    parents = np.where(counted, parents, scratch)
+    tree.edge_q[rows, parents, actions] = q
+    tree.edge_visits[rows, parents, actions] = tree.visits[rows, path]
 
 
 def visit_policy(counts: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -242,7 +254,9 @@ def reference_search(
     for i in range(root.value.shape[0]):
         prior = torch.softmax(root.prior_logits[i].double(), -1)
         if noise is not None and config.exploration_fraction > 0:
-            prior = (1 - config.exploration_fraction) * prior + config.exploration_fraction * noise[i].double()
+            prior = (1 - config.exploration_fraction) * prior + config.exploration_fraction * noise[
+                i
+            ].double()
         top = _Node(1.0)
         top.priors, top.embedding = prior.tolist(), root.embedding[i : i + 1]
         top.visits, top.value_sum = 1, float(root.value[i])

@@ -79,10 +79,36 @@ class SACAgent:
 
 
 @dataclass
+class MuZeroAgent:
+    """MuZero (Schrittwieser et al. 2020) sized for CartPole on a CPU."""
+
+    num_envs: int = 16  # environments searched together: one batched search per step
+    num_simulations: int = 50  # per search
+    dirichlet_alpha: float = 0.25
+    exploration_fraction: float = 0.25  # root noise weight
+    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)  # acting temperature, over equal parts of the run
+    gamma: float = 0.997
+    td_steps: int = 10  # n of the n-step value target
+    reanalyse_values: bool = True  # bootstrap value targets from the current network, not acting-time roots
+    unroll_steps: int = 5  # K
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    value_coef: float = 0.25  # MuZero Reanalyse's weight of the value loss
+    max_grad_norm: float = 5.0
+    updates_per_step: float = 0.25  # gradient updates per environment step
+    learning_starts: int = 1_000  # environment steps before the first update
+    hidden: int = 64
+    latent: int = 32
+    log_every: int = 10  # searches (of num_envs steps) between metric rows
+
+
+@dataclass
 class ControlRecipe:
-    algorithm: Literal["ppo", "impala", "sac"] = "ppo"
+    algorithm: Literal["ppo", "impala", "sac", "muzero"] = "ppo"
     env_id: str = "CartPole-v1"
     train: ControlTrain = field(default_factory=ControlTrain)
     ppo: PPOAgent = field(default_factory=PPOAgent)
     impala: IMPALAAgent = field(default_factory=IMPALAAgent)
     sac: SACAgent = field(default_factory=SACAgent)
+    muzero: MuZeroAgent = field(default_factory=MuZeroAgent)

@@ -127,7 +127,7 @@ def signed_hyperbolic(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 def signed_parabolic(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """The inverse of ``signed_hyperbolic``:
 
-        h⁻¹(x) = sign(x) (((√(1 + 4ε(|x| + 1 + ε)) − 1) / (2ε))² − 1)
+    h⁻¹(x) = sign(x) (((√(1 + 4ε(|x| + 1 + ε)) − 1) / (2ε))² − 1)
     """
     z = torch.sqrt(1 + 4 * eps * (x.abs() + 1 + eps))
     return torch.sign(x) * (((z - 1) / (2 * eps)) ** 2 - 1)

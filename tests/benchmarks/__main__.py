@@ -14,6 +14,7 @@ BENCHMARKS = [
     "sft_vs_trl",
     "eval_vs_lm_eval",
     "ppo_vs_cleanrl",
+    "mcts_batched",
 ]
 
 

@@ -198,6 +198,7 @@ if __name__ == "__main__":
         from tests.benchmarks.common import side_main
 
         side = sys.argv[2]
-        side_main(side, trl_side if side == "trl" else lambda: reasonrl_side(packing=side == "reasonrl-packed"))
+        packed = side == "reasonrl-packed"
+        side_main(side, trl_side if side == "trl" else lambda: reasonrl_side(packing=packed))
     else:
         main()

@@ -216,3 +216,26 @@ def test_eval_flags_that_do_not_go_together_are_named(flags, message, capsys):
     code = main(["eval", *flags])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "recipe, env_id, message",
+    [
+        (
+            "recipes/control/muzero-cartpole.yaml",
+            "Pendulum-v1",
+            "--env_id: Pendulum-v1 has action space Box(-2.0, 2.0, (1,), float32); muzero handles Discrete",
+        ),
+        (
+            "recipes/control/sac-pendulum.yaml",
+            "CartPole-v1",
+            "CartPole-v1 has action space Discrete(2); sac handles Box",
+        ),
+        ("recipes/control/ppo-cartpole.yaml", "NoSuchEnv-v0", "--env_id: 'NoSuchEnv-v0': "),
+    ],
+)
+def test_a_control_agent_refuses_spaces_it_cannot_handle(tmp_path, capsys, recipe, env_id, message):
+    code = main(["control", str(ROOT / recipe), "--env_id", env_id, "--output_dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()  # refused before the run started
