@@ -178,7 +178,10 @@ def train_muzero_agent(recipe) -> dict:
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     E = cfg.num_envs
     rows = train.total_steps // E
-    replay = Replay.empty(rows, E, obs_dim, n_actions)
+    # a resumed run keeps its networks and optimizer and starts a new replay (not saved)
+    resumed = run.resume(net, optimizer, None)
+    first = resumed // E
+    replay = Replay.empty(rows - first, E, obs_dim, n_actions)
     search_config = SearchConfig(
         cfg.num_simulations,
         dirichlet_alpha=cfg.dirichlet_alpha,
@@ -187,9 +190,9 @@ def train_muzero_agent(recipe) -> dict:
     root_fn, recurrent_fn = planning_model(net, cfg.gamma)
     tracker = ReturnTracker(train.solve_window, train.solve_threshold, train.stop_when_solved)
     dirichlet = torch.distributions.Dirichlet(torch.full((n_actions,), cfg.dirichlet_alpha))
-    progress = run.progress(0, rows * E, f"muzero {recipe.env_id}")
-    started, updates, stats = time.perf_counter(), 0, {}
-    for row in range(rows):
+    progress = run.progress(first * E, rows * E, f"muzero {recipe.env_id}")
+    started, updates, stats, row = time.perf_counter(), 0, {}, first - 1
+    for row in range(first, rows):
         step = row * E
         root = root_fn(torch.from_numpy(obs))
         tree = search(root, recurrent_fn, search_config, dirichlet.sample((E,)))
@@ -206,7 +209,8 @@ def train_muzero_agent(recipe) -> dict:
         tracker.add(finished_episodes(info), step + E)
         progress.update(E)
 
-        due = int((step + E - cfg.learning_starts) * cfg.updates_per_step)  # updates per env step
+        # updates per environment step, once the (new) replay holds learning_starts steps
+        due = int(((row + 1 - first) * E - cfg.learning_starts) * cfg.updates_per_step)
         if due > updates:
             z = value_targets(net, replay, cfg)
             while updates < due:
@@ -217,10 +221,12 @@ def train_muzero_agent(recipe) -> dict:
             metrics.update(
                 updates=updates,
                 root_value=float(tree.root_value().mean()),
-                steps_per_second=(step + E) / (time.perf_counter() - started),
+                steps_per_second=(row + 1 - first) * E / (time.perf_counter() - started),
             )
             run.log.metrics(step + E, metrics)
             progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
+        if train.save_every and (step + E) % train.save_every < E and row + 1 < rows:
+            run.save(step + E, net, optimizer, None)
         if tracker.should_stop():
             break
     envs.close()

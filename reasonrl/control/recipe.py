@@ -87,7 +87,7 @@ class MuZeroAgent:
     dirichlet_alpha: float = 0.25
     exploration_fraction: float = 0.25  # root noise weight
     temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)  # acting temperature, over equal parts of the run
-    gamma: float = 0.997
+    gamma: float = 0.99  # 0.997 (the paper's): returns ~235 at 30k steps, vs solved at 29.6k
     td_steps: int = 10  # n of the n-step value target
     reanalyse_values: bool = True  # bootstrap value targets from the current network, not acting-time roots
     unroll_steps: int = 5  # K
@@ -96,7 +96,7 @@ class MuZeroAgent:
     weight_decay: float = 1e-4
     value_coef: float = 0.25  # MuZero Reanalyse's weight of the value loss
     max_grad_norm: float = 5.0
-    updates_per_step: float = 0.25  # gradient updates per environment step
+    updates_per_step: float = 0.5  # gradient updates per env step (0.25: seed 1 solved at 29.6k, not 21.5k)
     learning_starts: int = 1_000  # environment steps before the first update
     hidden: int = 64
     latent: int = 32

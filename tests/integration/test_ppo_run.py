@@ -44,3 +44,32 @@ def test_control_agent_resumes_from_its_checkpoint(tmp_path):
     kept = [r for r in metrics(resumed) if r["step"] <= 2048]
     assert without_timing(kept) == without_timing([r for r in metrics(straight) if r["step"] <= 2048])
     assert verify(resumed / "checkpoints" / "checkpoint-004096") is None
+
+
+def test_muzero_resumes_from_its_checkpoint(tmp_path):
+    """MuZero: the networks and optimizer come back at the saved step (its replay starts
+    anew, said in docs/control.md); the log keeps what came before."""
+    out = tmp_path / "run"
+    options = [
+        "--output_dir",
+        str(out),
+        "--total_steps",
+        "1600",
+        "--save_every",
+        "800",
+        "--num_simulations",
+        "8",
+    ]
+    options += ["--learning_starts", "320", "--log_every", "5", *QUIET]
+    cli("control", "recipes/control/muzero-cartpole.yaml", *options)
+    shutil.rmtree(out / "checkpoints" / "checkpoint-001600")
+    shutil.rmtree(out / "final")
+    summary = json.loads(
+        cli("control", "recipes/control/muzero-cartpole.yaml", *options, "--resume").stdout.splitlines()[-1]
+    )
+    assert summary["steps"] == 1600
+    assert "resumed from" in (out / "train.log").read_text()
+    steps = [r["step"] for r in metrics(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == 1600 and 800 in steps
+    assert (out / "final" / "agent.safetensors").exists() and (out / "return_curve.png").exists()
+    assert verify(out / "checkpoints" / "checkpoint-001600") is None

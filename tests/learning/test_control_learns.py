@@ -57,6 +57,25 @@ def test_sac_pendulum_reaches_minus_250_within_20k_steps(tmp_path):
     assert (tmp_path / "checkpoints" / f"checkpoint-{summary['steps']:06d}" / "MANIFEST.json").exists()
 
 
+@pytest.mark.parametrize(
+    "seed", [1, pytest.param(2, marks=pytest.mark.long), pytest.param(3, marks=pytest.mark.long)]
+)
+def test_muzero_cartpole_reaches_475_within_30k_steps(tmp_path, seed):
+    summary = run("recipes/control/muzero-cartpole.yaml", tmp_path, "--seed", str(seed), *SOLVE)
+    rows = metrics(tmp_path)
+    start, best = first_and_best(rows, "return_mean_20")
+    trained = [r for r in rows if "value_loss" in r]
+    first, last = trained[0], trained[-1]
+    print(
+        f"MuZero CartPole seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
+        f"475 reached at step {summary['solved_at']}; "
+        f"reward loss {first['reward_loss']:.4f} -> {last['reward_loss']:.4f}, "
+        f"policy loss {first['policy_loss']:.3f} -> {last['policy_loss']:.3f}"
+    )
+    assert summary["solved_at"] is not None and summary["solved_at"] <= 30_000
+    assert last["reward_loss"] < first["reward_loss"]  # the learned model predicts the rewards better
+
+
 def test_control_run_outputs(tmp_path):
     run(
         "recipes/control/ppo-cartpole.yaml",
