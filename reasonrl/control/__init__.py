@@ -1,5 +1,6 @@
 """Gymnasium control agents on reasonrl.losses: PPO (CartPole), IMPALA with V-trace on Ray
-actors (CartPole), SAC (Pendulum), MuZero with batched tree search (CartPole).
+actors (CartPole), SAC (Pendulum), MuZero with batched tree search and STORM's transformer world model
+(CartPole).
 ``reasonrl control recipes/control/<name>.yaml``."""
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def train_control(recipe) -> dict:
         from reasonrl.control.muzero import train_muzero_agent
 
         return train_muzero_agent(recipe)
+    if recipe.algorithm == "storm":
+        from reasonrl.control.storm import train_storm_agent
+
+        return train_storm_agent(recipe)
     if recipe.algorithm == "sac":
         from reasonrl.control.sac import train_sac_agent
 

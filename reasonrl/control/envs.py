@@ -87,7 +87,13 @@ class ReturnTracker:
 
 
 # what each agent's networks take: a flat observation vector, and these action spaces
-ACTION_SPACES = {"ppo": "Discrete", "impala": "Discrete", "muzero": "Discrete", "sac": "Box"}
+ACTION_SPACES = {
+    "ppo": "Discrete",
+    "impala": "Discrete",
+    "muzero": "Discrete",
+    "storm": "Discrete",
+    "sac": "Box",
+}
 
 
 def check_spaces(recipe) -> None:

@@ -88,7 +88,7 @@ class MuZeroAgent:
     exploration_fraction: float = 0.25  # root noise weight
     temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)  # acting temperature, over equal parts of the run
     gamma: float = 0.99  # 0.997 (the paper's): returns ~235 at 30k steps, vs solved at 29.6k
-    td_steps: int = 10  # n of the n-step value target
+    td_steps: int = 30  # n of the n-step value target (10: seed 2 stalled at ~155, the cart drifting off)
     reanalyse_values: bool = True  # bootstrap value targets from the current network, not acting-time roots
     unroll_steps: int = 5  # K
     batch_size: int = 128
@@ -104,11 +104,45 @@ class MuZeroAgent:
 
 
 @dataclass
+class STORMAgent:
+    """STORM (Zhang et al. 2023) sized for vector observations on a CPU."""
+
+    num_envs: int = 4
+    groups: int = 16  # categorical latents ...
+    classes: int = 16  # ... of this many classes each
+    d_model: int = 64  # transformer width
+    layers: int = 2
+    heads: int = 4
+    hidden: int = 128  # MLP width (encoder, decoder, heads, actor, critic)
+    max_len: int = 64  # longest token sequence the transformer sees
+    context: int = 16  # tokens each environment keeps for acting
+    batch_size: int = 16  # world model: sequences per update ...
+    batch_length: int = 32  # ... of this many steps
+    imagine_batch: int = 256  # actor-critic: imagined trajectories per update
+    imagine_context: int = 8  # replayed steps before each imagined start
+    horizon: int = 16  # imagined steps
+    gamma: float = 0.985
+    lam: float = 0.95
+    ent_coef: float = 3e-4
+    dyn_scale: float = 0.5  # β_dyn
+    rep_scale: float = 0.1  # β_rep
+    free_nats: float = 1.0
+    model_lr: float = 1e-3
+    actor_lr: float = 3e-4
+    max_grad_norm: float = 100.0
+    slow_critic_tau: float = 0.02
+    updates_per_step: float = 0.25  # world-model + actor-critic updates per environment step
+    learning_starts: int = 1_000  # random actions before this many environment steps
+    log_every: int = 25  # acting steps (of num_envs environment steps) between metric rows
+
+
+@dataclass
 class ControlRecipe:
-    algorithm: Literal["ppo", "impala", "sac", "muzero"] = "ppo"
+    algorithm: Literal["ppo", "impala", "sac", "muzero", "storm"] = "ppo"
     env_id: str = "CartPole-v1"
     train: ControlTrain = field(default_factory=ControlTrain)
     ppo: PPOAgent = field(default_factory=PPOAgent)
     impala: IMPALAAgent = field(default_factory=IMPALAAgent)
     sac: SACAgent = field(default_factory=SACAgent)
     muzero: MuZeroAgent = field(default_factory=MuZeroAgent)
+    storm: STORMAgent = field(default_factory=STORMAgent)

@@ -15,6 +15,8 @@ or configs: the module imports only torch.
     value        clipped value loss, soft Bellman target, SAC temperature, soft value,
                  MuZero's value transform h and its inverse
     preference   DPO, cDPO, IPO, hinge, robust DPO
+    world_model  DreamerV3 / STORM: symlog, categorical KL with balancing and free bits, the
+                 world model's named loss terms, the return scale of the actor's advantages
     distillation SFT's next-token NLL; forward / reverse KL and GKD's generalised JSD between
                  a student's and a teacher's distributions; the sampled-token gap advantage
 """
@@ -57,6 +59,14 @@ from reasonrl.losses.value import (
     soft_value,
     value_loss,
 )
+from reasonrl.losses.world_model import (
+    WorldModelLoss,
+    categorical_kl,
+    return_scale,
+    symexp,
+    symlog,
+    world_model_loss,
+)
 
 __all__ = [
     "DPOOutput",
@@ -65,7 +75,9 @@ __all__ = [
     "PPOLossOutput",
     "SurrogateOutput",
     "VTraceOutput",
+    "WorldModelLoss",
     "aggregate_tokens",
+    "categorical_kl",
     "clipped_surrogate",
     "cross_entropy_to_target",
     "discounted_returns",
@@ -85,6 +97,7 @@ __all__ = [
     "nll",
     "policy_gradient_loss",
     "ppo_loss",
+    "return_scale",
     "rloo_advantages",
     "sac_temperature_loss",
     "signed_hyperbolic",
@@ -92,8 +105,11 @@ __all__ = [
     "soft_bellman_target",
     "soft_policy_loss",
     "soft_value",
+    "symexp",
+    "symlog",
     "token_gap_advantages",
     "token_logprobs",
     "value_loss",
     "vtrace",
+    "world_model_loss",
 ]

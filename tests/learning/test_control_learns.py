@@ -76,6 +76,30 @@ def test_muzero_cartpole_reaches_475_within_30k_steps(tmp_path, seed):
     assert last["reward_loss"] < first["reward_loss"]  # the learned model predicts the rewards better
 
 
+def test_storm_cartpole_reaches_475_within_30k_steps_learning_in_imagination(tmp_path):
+    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, *SOLVE)
+    rows = metrics(tmp_path)
+    start, best = first_and_best(rows, "return_mean_20")
+    trained = [r for r in rows if "wm/loss" in r]
+    first, last = trained[0], trained[-1]
+    corr = [
+        r["wm/imagined_vs_real_corr"]
+        for r in trained
+        if r.get("wm/imagined_vs_real_corr") == r.get("wm/imagined_vs_real_corr")
+    ]
+    print(
+        f"STORM CartPole: mean return (20 episodes) {start:.1f} -> best {best:.1f}; 475 reached at step "
+        f"{summary['solved_at']}; world model: reconstruction {first['wm/reconstruction']:.3f} -> "
+        f"{last['wm/reconstruction']:.3f}, continuation {first['wm/continuation']:.3f} -> "
+        f"{last['wm/continuation']:.3f}, KL {first['wm/kl']:.2f} -> {last['wm/kl']:.2f}; imagined vs real "
+        f"{len(corr)} checks, last correlation {corr[-1]:.2f}"
+    )
+    assert summary["solved_at"] is not None and summary["solved_at"] <= 30_000
+    assert last["wm/reconstruction"] < first["wm/reconstruction"]
+    assert last["wm/continuation"] < first["wm/continuation"]
+    assert corr[-1] > 0.5  # the imagined returns track the real ones
+
+
 def test_control_run_outputs(tmp_path):
     run(
         "recipes/control/ppo-cartpole.yaml",
