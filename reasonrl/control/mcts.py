@@ -18,12 +18,13 @@ Appendix B):
 with Q̄ the child's r + γ v min-max normalised over the values seen in that tree (0 for
 an unvisited child), and Dirichlet noise mixed into the root's priors.
 
-Where things live. The model (``recurrent_fn``) is torch, and so are the embeddings.
-The tree's statistics are numpy arrays on the host: at 16 trees of 51 nodes every tree
-operation is a dispatch, not arithmetic, and numpy dispatches a small op in about a
-fifth of torch's time on this CPU (the reason the PPO agent acts in numpy). A
-torch-on-device tree, as mctx keeps in JAX, is the same code with the array module
-swapped; it pays on an accelerator, where the model's batch is the cost.
+Where things live. The model (``recurrent_fn``) is torch, and so are the embeddings; its
+one call per simulation is where batching pays (16 trees cost about what one does). The
+tree's statistics are numpy arrays, and selection and backup are loops over the batch
+compiled with numba (as vmap compiles mctx's): at 16 trees of 51 nodes each step of
+them is a handful of scalar operations, which numpy or torch would spend in dispatch (a
+vectorised numpy version ran 5.2x the per-tree reference; compiled, see
+docs/control.md). On an accelerator the tree would move to device tensors.
 
 ``reference_search`` is the same search written one tree at a time with nodes as
 objects, as in the paper's pseudocode; it exists for the tests (same visit counts on the
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numba import njit
 
 UNVISITED = -1
 
@@ -76,23 +78,20 @@ class SearchConfig:
 
 @dataclass
 class Tree:
-    """B trees of up to N = num_simulations + 1 nodes; node 0 is the root, column N a
-    scratch node that padded paths write to. Statistics in float64.
+    """B trees of up to N = num_simulations + 1 nodes; node 0 is the root. Statistics in
+    float64. Node arrays are [B, N]; edge arrays [B, N, A] hold, for each action of a
+    node, what selection reads: the child's visit count and its r + γ v."""
 
-    Node arrays are [B, N + 1]; edge arrays [B, N + 1, A] hold, for each action of a
-    node, what selection reads: the child's visit count and its r + γ v.
-    """
-
-    visits: np.ndarray  # [B, N+1] N(s)
-    value_sum: np.ndarray  # [B, N+1] sum of backed-up values
-    reward: np.ndarray  # [B, N+1] reward of the transition into the node
-    discount: np.ndarray  # [B, N+1] discount of the transition into the node
-    parent: np.ndarray  # [B, N+1]
-    action: np.ndarray  # [B, N+1] the action from the parent
-    prior: np.ndarray  # [B, N+1, A] P(s, ·) (the root's with noise)
-    children: np.ndarray  # [B, N+1, A] node index of each child, UNVISITED if not expanded
-    edge_visits: np.ndarray  # [B, N+1, A] N(s, a)
-    edge_q: np.ndarray  # [B, N+1, A] r(s, a) + γ v(child), once visited
+    visits: np.ndarray  # [B, N] N(s)
+    value_sum: np.ndarray  # [B, N] sum of backed-up values
+    reward: np.ndarray  # [B, N] reward of the transition into the node
+    discount: np.ndarray  # [B, N] discount of the transition into the node
+    parent: np.ndarray  # [B, N]
+    action: np.ndarray  # [B, N] the action from the parent
+    prior: np.ndarray  # [B, N, A] P(s, ·) (the root's with noise)
+    children: np.ndarray  # [B, N, A] node index of each child, UNVISITED if not expanded
+    edge_visits: np.ndarray  # [B, N, A] N(s, a)
+    edge_q: np.ndarray  # [B, N, A] r(s, a) + γ v(child), once visited
     embedding: torch.Tensor  # [B, N, ...] the model's state at each node
     q_min: np.ndarray  # [B] MuZero's MinMaxStats, per tree
     q_max: np.ndarray  # [B]
@@ -108,43 +107,88 @@ class Tree:
         return torch.from_numpy(self.node_value()[:, 0].copy())
 
 
-def puct_scores(tree: Tree, node: np.ndarray, config: SearchConfig) -> np.ndarray:
-    """MuZero's pUCT score of every action at ``node`` [B] of each tree, [B, A]."""
-    B, width, A = tree.prior.shape
-    flat = np.arange(B) * width + node  # one index into [B * (N+1)] rows: cheaper than two
-    child_visits = tree.edge_visits.reshape(-1, A)[flat]
-    parent_visits = tree.visits.reshape(-1)[flat][:, None].astype(np.float64)
-    pb_c = np.log((parent_visits + config.pb_c_base + 1) / config.pb_c_base) + config.pb_c_init
-    prior_score = pb_c * np.sqrt(parent_visits) / (child_visits + 1) * tree.prior.reshape(-1, A)[flat]
-    lo, hi = tree.q_min[:, None], tree.q_max[:, None]
-    q = tree.edge_q.reshape(-1, A)[flat]
-    normalised = np.where(hi > lo, (q - lo) / np.maximum(hi - lo, 1e-300), q)
-    return prior_score + np.where(child_visits > 0, normalised, 0.0)
+@njit(cache=True)
+def _best_action(b, node, visits, edge_visits, edge_q, prior, q_min, q_max, pb_c_init, pb_c_base):
+    """pUCT's argmax at ``node`` of tree ``b`` (the first of equal scores)."""
+    parent_visits = visits[b, node]
+    pb_c = math.log((parent_visits + pb_c_base + 1) / pb_c_base) + pb_c_init
+    spread = q_max[b] > q_min[b]
+    best, best_score = 0, -math.inf
+    for a in range(prior.shape[2]):
+        n = edge_visits[b, node, a]
+        score = pb_c * math.sqrt(parent_visits) / (n + 1) * prior[b, node, a]
+        if n > 0:
+            q = edge_q[b, node, a]
+            score += (q - q_min[b]) / (q_max[b] - q_min[b]) if spread else q
+        if score > best_score:
+            best, best_score = a, score
+    return best
+
+
+@njit(cache=True)
+def _select(tree_arrays, pb_c_init, pb_c_base):
+    """Walk every tree down from its root until the chosen action has no child: (the
+    node to expand from [B], the action [B])."""
+    visits, children, edge_visits, edge_q, prior, q_min, q_max = tree_arrays
+    B = visits.shape[0]
+    nodes, actions = np.zeros(B, np.int64), np.zeros(B, np.int64)
+    for b in range(B):
+        node = 0
+        while True:
+            a = _best_action(b, node, visits, edge_visits, edge_q, prior, q_min, q_max, pb_c_init, pb_c_base)
+            child = children[b, node, a]
+            if child < 0:
+                break
+            node = child
+        nodes[b], actions[b] = node, a
+    return nodes, actions
+
+
+@njit(cache=True)
+def _backup(tree_arrays, leaf, value):
+    """Add each tree's leaf value along its path to the root (MuZero's backpropagate):
+    G ← r + γ G; every non-root node's r + γ v feeds its tree's min-max and its edge."""
+    value_sum, visits, reward, discount, parent, action, edge_visits, edge_q, q_min, q_max = tree_arrays
+    for b in range(value_sum.shape[0]):
+        node, g = leaf, value[b]
+        while True:
+            value_sum[b, node] += g
+            visits[b, node] += 1
+            if node == 0:
+                break
+            q = reward[b, node] + discount[b, node] * (value_sum[b, node] / visits[b, node])
+            q_min[b] = min(q_min[b], q)
+            q_max[b] = max(q_max[b], q)
+            up = parent[b, node]
+            edge_q[b, up, action[b, node]] = q
+            edge_visits[b, up, action[b, node]] = visits[b, node]
+            g = reward[b, node] + discount[b, node] * g
+            node = up
 
 
 def _new_tree(root: RootOutput, config: SearchConfig, noise: torch.Tensor | None) -> Tree:
     B, A = root.prior_logits.shape
     N = config.num_simulations + 1
-    prior = np.zeros((B, N + 1, A))
+    prior = np.zeros((B, N, A))
     p = torch.softmax(root.prior_logits.double(), -1).numpy()
     if noise is not None and config.exploration_fraction > 0:
         p = (1 - config.exploration_fraction) * p + config.exploration_fraction * noise.double().numpy()
     prior[:, 0] = p
     embedding = root.embedding.new_zeros((B, N, *root.embedding.shape[1:]))
     embedding[:, 0] = root.embedding
-    visits, value_sum = np.zeros((B, N + 1), np.int64), np.zeros((B, N + 1))
+    visits, value_sum = np.zeros((B, N), np.int64), np.zeros((B, N))
     visits[:, 0], value_sum[:, 0] = 1, root.value.double().numpy()  # the root is expanded and evaluated
     return Tree(
         visits=visits,
         value_sum=value_sum,
-        reward=np.zeros((B, N + 1)),
-        discount=np.ones((B, N + 1)),
-        parent=np.full((B, N + 1), UNVISITED, np.int64),
-        action=np.zeros((B, N + 1), np.int64),
+        reward=np.zeros((B, N)),
+        discount=np.ones((B, N)),
+        parent=np.full((B, N), UNVISITED, np.int64),
+        action=np.zeros((B, N), np.int64),
         prior=prior,
-        children=np.full((B, N + 1, A), UNVISITED, np.int64),
-        edge_visits=np.zeros((B, N + 1, A), np.int64),
-        edge_q=np.zeros((B, N + 1, A)),
+        children=np.full((B, N, A), UNVISITED, np.int64),
+        edge_visits=np.zeros((B, N, A), np.int64),
+        edge_q=np.zeros((B, N, A)),
         embedding=embedding,
         q_min=np.full(B, math.inf),
         q_max=np.full(B, -math.inf),
@@ -162,59 +206,24 @@ def search(
       recurrent_fn: the learned model, called once per simulation on all B trees.
       noise: [B, A] Dirichlet samples mixed into the root priors (None: no noise).
     """
-    tree = _new_tree(root, config, noise)
-    B, scratch = root.value.shape[0], config.num_simulations + 1
-    b, b_t = np.arange(B), torch.arange(B)
+    t = _new_tree(root, config, noise)
+    b = np.arange(root.value.shape[0])
     for sim in range(1, config.num_simulations + 1):
-        # select: walk down until the chosen action has no child yet; the path is kept
-        node = np.zeros(B, np.int64)
-        path = [node]
-        action = puct_scores(tree, node, config).argmax(-1)
-        nxt = tree.children[b, node, action]
-        while (going := nxt >= 0).any():
-            node = np.where(going, nxt, node)
-            path.append(np.where(going, nxt, scratch))
-            action = np.where(going, puct_scores(tree, node, config).argmax(-1), action)
-            nxt = np.where(going, tree.children[b, node, action], UNVISITED)
-        # expand: one batched step of the model from every leaf's parent
-        out = recurrent_fn(tree.embedding[b_t, torch.from_numpy(node)], torch.from_numpy(action))
-        tree.children[b, node, action] = sim
-        tree.parent[:, sim], tree.action[:, sim] = node, action
-        tree.reward[:, sim] = out.reward.double().numpy()
-        tree.discount[:, sim] = out.discount.double().numpy()
-        tree.prior[:, sim] = torch.softmax(out.prior_logits.double(), -1).numpy()
-        tree.embedding[:, sim] = out.embedding
-        _backup(tree, np.stack(path + [np.full(B, sim)], 1), out.value.double().numpy(), scratch)
-    return tree
-
-
-def _backup(tree: Tree, path: np.ndarray, value: np.ndarray, scratch: int) -> None:
-    """Add the leaf's value to every node of ``path`` [B, D] (root first, the new leaf last,
-    ``scratch`` where a tree's path is shorter): MuZero's backpropagate, G ← r + γ G,
-    written for the whole path at once."""
-    B, D = path.shape
-    rows = np.arange(B)[:, None]
-    # the leaf is not at column D - 1 for short paths: move it to the end of the real path
-    real = path != scratch
-    real[:, -1] = True
-    g = np.zeros((B, D))
-    acc = value
-    for k in range(D - 1, -1, -1):  # G_k = r_{k+1} + γ_{k+1} G_{k+1}, skipping scratch columns
-        g[:, k] = acc
-        step = real[:, k]
-        at = path[:, k]
-        acc = np.where(step, tree.reward[rows[:, 0], at] + tree.discount[rows[:, 0], at] * acc, acc)
-    tree.value_sum[rows, path] += np.where(real, g, 0.0)
-    tree.visits[rows, path] += real
-    q = tree.reward[rows, path] + tree.discount[rows, path] * tree.node_value()[rows, path]
-    counted = real.copy()
-    counted[:, 0] = False  # the root's own value takes no part in normalising its children
-    tree.q_min = np.minimum(tree.q_min, np.where(counted, q, math.inf).min(1))
-    tree.q_max = np.maximum(tree.q_max, np.where(counted, q, -math.inf).max(1))
-    parents, actions = tree.parent[rows, path], tree.action[rows, path]
-    parents = np.where(counted, parents, scratch)
-    tree.edge_q[rows, parents, actions] = q
-    tree.edge_visits[rows, parents, actions] = tree.visits[rows, path]
+        node, action = _select(
+            (t.visits, t.children, t.edge_visits, t.edge_q, t.prior, t.q_min, t.q_max),
+            config.pb_c_init,
+            config.pb_c_base,
+        )
+        out = recurrent_fn(t.embedding[torch.from_numpy(b), torch.from_numpy(node)], torch.from_numpy(action))
+        t.children[b, node, action] = sim
+        t.parent[:, sim], t.action[:, sim] = node, action
+        t.reward[:, sim] = out.reward.double().numpy()
+        t.discount[:, sim] = out.discount.double().numpy()
+        t.prior[:, sim] = torch.softmax(out.prior_logits.double(), -1).numpy()
+        t.embedding[:, sim] = out.embedding
+        arrays = (t.value_sum, t.visits, t.reward, t.discount, t.parent, t.action, t.edge_visits, t.edge_q)
+        _backup((*arrays, t.q_min, t.q_max), sim, out.value.double().numpy())
+    return t
 
 
 def visit_policy(counts: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -1,7 +1,6 @@
 """Batched MCTS (trees as tensors) against the per-tree reference search of MuZero's
 pseudocode: the same visit counts on the same network and noise."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -9,7 +8,6 @@ from reasonrl.control.mcts import (
     RecurrentOutput,
     RootOutput,
     SearchConfig,
-    puct_scores,
     reference_search,
     search,
     visit_policy,
@@ -79,7 +77,5 @@ def test_puct_prefers_the_prior_before_any_visit_then_the_value():
     many = search(root, model(10.0), SearchConfig(num_simulations=30, exploration_fraction=0))
     counts = many.root_visit_counts()[0]
     assert counts[0] > counts[1]  # the better action wins once its value is seen
-    scores = puct_scores(many, np.zeros(1, dtype=np.int64), SearchConfig())
-    assert scores.shape == (1, 2)
     assert visit_policy(counts[None], 0).tolist() == [[1.0, 0.0]]
     assert torch.allclose(visit_policy(counts[None], 1.0).sum(-1), torch.ones(1, dtype=torch.float64))
