@@ -25,6 +25,13 @@ def start(recipe) -> Run:
     return Run.start(config, record=recipe)
 
 
+def save_due(save_every: int, step: int, per_iteration: int, total: int) -> bool:
+    """Whether a checkpoint is due after the iteration that reached ``step`` environment
+    steps (``per_iteration`` at a time): one per ``save_every`` steps, none at the end
+    (``finish`` saves that one)."""
+    return bool(save_every) and step % save_every < per_iteration and step < total
+
+
 def finish(
     run: Run, modules: dict[str, torch.nn.Module], tracker: ReturnTracker, step: int, optimizers
 ) -> dict:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from reasonrl.control.common import finish, start
+from reasonrl.control.common import finish, save_due, start
 from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
 from reasonrl.losses import policy_gradient_loss, token_logprobs, value_loss, vtrace
@@ -162,7 +162,7 @@ def train_impala_agent(recipe) -> dict:
                 )
                 run.log.metrics(step, metrics)
                 progress.set_postfix(ret=f"{tracker.mean:.1f}", lag=metrics["policy_lag"])
-            if train.save_every and step % train.save_every < per_unroll and step < train.total_steps:
+            if save_due(train.save_every, step, per_unroll, train.total_steps):
                 run.save(step, agent, optimizer, None)
             if stop:
                 break

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from reasonrl.control.common import finish, start
+from reasonrl.control.common import finish, save_due, start
 from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
 from reasonrl.losses import generalized_advantage_estimation, ppo_loss, token_logprobs
@@ -108,7 +108,7 @@ def train_ppo_agent(recipe) -> dict:
         )
         run.log.metrics(step, metrics)
         progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
-        if train.save_every and step % train.save_every < batch and step < num_updates * batch:
+        if save_due(train.save_every, step, batch, num_updates * batch):
             run.save(step, agent, optimizer, None)
         if tracker.should_stop():
             break

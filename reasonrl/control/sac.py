@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from reasonrl.control.common import finish, start
+from reasonrl.control.common import finish, save_due, start
 from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import QNetwork, SquashedGaussianActor
 from reasonrl.losses import sac_temperature_loss, soft_bellman_target, soft_policy_loss, value_loss
@@ -129,7 +129,7 @@ def train_sac_agent(recipe) -> dict:
             metrics.update(stats, steps_per_second=(step + 1 - first) / (time.perf_counter() - started))
             run.log.metrics(step + 1, metrics)
             progress.set_postfix(ret=f"{tracker.mean:.1f}")
-        if train.save_every and (step + 1) % train.save_every == 0 and step + 1 < train.total_steps:
+        if save_due(train.save_every, step + 1, 1, train.total_steps):
             run.save(step + 1, nets, optimizers, None)
         if stop:
             break

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from reasonrl.control.common import finish, start
+from reasonrl.control.common import finish, save_due, start
 from reasonrl.control.envs import ReturnTracker, finished_episodes, make_vector_env
 from reasonrl.control.networks import MLP
 from reasonrl.control.world_model import WorldModel, imagine
@@ -273,7 +273,7 @@ def train_storm_agent(recipe) -> dict:
             )
             run.log.metrics(step + E, metrics)
             progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
-        if train.save_every and (step + E) % train.save_every < E and row + 1 < rows:
+        if save_due(train.save_every, step + E, E, rows * E):
             run.save(step + E, agent, optimizers, None)
         if tracker.should_stop():
             break

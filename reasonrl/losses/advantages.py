@@ -100,7 +100,7 @@ def n_step_returns(
     T = rewards.shape[0]
     z = torch.zeros_like(rewards)
     alive = torch.ones_like(rewards)  # 1 while s_{t+i} belongs to the episode of s_t
-    for i in range(n):
+    for i in range(min(n, T)):  # (a slice [: T − i] with i >= T would not be empty)
         z[: T - i] += (gamma**i) * alive[: T - i] * rewards[i:]
         alive[: T - i] = alive[: T - i] * (1.0 - dones[i:])
     if n < T:

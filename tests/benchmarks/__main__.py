@@ -15,6 +15,7 @@ BENCHMARKS = [
     "eval_vs_lm_eval",
     "ppo_vs_cleanrl",
     "mcts_batched",
+    "control_to_solve",
 ]
 
 
