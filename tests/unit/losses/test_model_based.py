@@ -31,7 +31,8 @@ def test_n_step_returns_stop_at_episode_ends_and_at_the_data_end():
     # n = 1 is the one-step TD target r_t + γ (1 − d_t) v_{t+1}
     assert n_step_returns(rewards, dones, values, 0.5, 1)[:, 0].tolist() == [11.0, 16.0, 1.0, 1.0]
     # n longer than the data: every step sums what is left, no bootstrap (a run's first updates)
-    assert n_step_returns(rewards, torch.zeros(4, 1), values, 0.5, 10)[:, 0].tolist() == [1.875, 1.75, 1.5, 1.0]
+    long = n_step_returns(rewards, torch.zeros(4, 1), values, 0.5, 10)
+    assert long[:, 0].tolist() == [1.875, 1.75, 1.5, 1.0]
     with pytest.raises(ValueError, match="n must be >= 1"):
         n_step_returns(rewards, dones, values, 0.5, 0)
 
