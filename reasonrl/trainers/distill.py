@@ -70,7 +70,9 @@ def load_teacher(recipe: Recipe) -> torch.nn.Module | None:
 
 def with_hint(prompt, hint: str):
     """The teacher's prompt: the hint after the last user message, or before a text prompt
-    (so the completion still starts where the prompt ends)."""
+    (so the completion still starts where the prompt ends); no hint, the prompt as it is."""
+    if not hint:
+        return prompt
     line = HINT.format(hint=hint)
     if isinstance(prompt, str):
         return f"{line}\n{prompt}"
@@ -85,15 +87,21 @@ RIGHT, WRONG = "That answer is right.", "That answer is wrong."
 
 def feedback_hints(env: Environment, completions: list[str], examples) -> list[str]:
     """What ``env`` answers to each completion of its example's problem: the observation of
-    its first step, or, when it ends the episode there, whether the answer was right."""
+    its first step, or, when it ends the episode there, whether the answer was right. An
+    environment that raises gives that row no hint (the teacher then sees what the student
+    sees: the row teaches nothing) and is logged; the run goes on."""
     hints = []
     for text, example in zip(completions, examples, strict=True):
-        state = env.reset(example.row)
-        step = env.step(state, text)
-        if step.observation is not None:
-            hints.append(step.observation)
-        else:
-            hints.append(RIGHT if env.score(state) > 0 else WRONG)
+        try:
+            state = env.reset(example.row)
+            step = env.step(state, text)
+            hint = (
+                step.observation if step.observation is not None else RIGHT if env.score(state) > 0 else WRONG
+            )
+        except Exception as err:  # noqa: BLE001 - one row's environment failure is not the run's
+            log.warning("feedback environment failed on %s: %s: %s", example.where, type(err).__name__, err)
+            hint = ""
+        hints.append(hint)
     return hints
 
 

@@ -10,7 +10,7 @@ from reasonrl.data.sft import SFTExample
 from reasonrl.envs import make_env
 from reasonrl.models import load_tokenizer
 from reasonrl.rollout.encode import example_batch
-from reasonrl.trainers.distill import RIGHT, teacher_rows, with_hint
+from reasonrl.trainers.distill import RIGHT, feedback_hints, teacher_rows, with_hint
 from reasonrl.trainers.recipe import DistillSection
 from tests.helpers import QUIET, cli, metrics
 
@@ -103,3 +103,25 @@ def test_self_distillation_from_environment_feedback_runs_end_to_end(tmp_path):
     assert sum("loss" in r for r in logged) == 3
     transcript = (out / "completions.jsonl").read_text()
     assert transcript  # sampled on-policy completions were scored and logged
+
+
+def test_an_environment_that_raises_gives_its_row_no_hint_and_the_rest_go_on(caplog):
+    class Broken:
+        name, max_turns = "broken", 1
+
+        def reset(self, row):
+            if row["answer"] == "0":
+                raise RuntimeError("boom")
+            return make_env("feedback").reset(row)
+
+        def step(self, state, text):
+            return make_env("feedback").step(state, text)
+
+        def score(self, state):
+            return make_env("feedback").score(state)
+
+    rows = [{"question": "0+0=", "answer": "0"}, {"question": "3+4=", "answer": "7"}]
+    examples = [SFTExample("q", "", where=f"row {i}", row=r) for i, r in enumerate(rows)]
+    hints = feedback_hints(Broken(), ["#### 0", "#### 7"], examples)
+    assert hints == ["", RIGHT] and "feedback environment failed on row 0: RuntimeError: boom" in caplog.text
+    assert with_hint("3+4=", "") == "3+4="  # no hint: the teacher's prompt is the student's
