@@ -131,6 +131,7 @@ class STORMAgent:
     actor_lr: float = 3e-4
     max_grad_norm: float = 100.0
     slow_critic_tau: float = 0.02
+    slow_critic_reg: float = 1.0  # weight of the critic's pull towards the slow critic (DreamerV3)
     updates_per_step: float = 0.25  # world-model + actor-critic updates per environment step
     learning_starts: int = 1_000  # random actions before this many environment steps
     log_every: int = 25  # acting steps (of num_envs environment steps) between metric rows

@@ -83,7 +83,10 @@ def trl_side() -> dict:
     items, source = problems(STEPS * PROMPTS)
     instruction = DataSection().instruction
     dataset = Dataset.from_list(
-        [{"prompt": make_prompt(p, "chat", instruction), "answer": p.answer} for p in in_step_order(items)]
+        [
+            {"prompt": make_prompt(p, "chat", instruction), "answer": p.answer, "question": p.question}
+            for p in in_step_order(items)
+        ]
     )
     gsm8k, fmt = build_reward("gsm8k", mode="strict"), build_reward("format", preset="gsm8k")
 
@@ -93,8 +96,8 @@ def trl_side() -> dict:
     def gsm8k_reward(completions, answer, **_):
         return gsm8k(text(completions), answer=answer)
 
-    def format_reward(completions, **_):
-        return [0.5 * r for r in fmt(text(completions))]
+    def format_reward(completions, question, **_):  # the question: answers must derive from it
+        return [0.5 * r for r in fmt(text(completions), question=question)]
 
     model, tokenizer = load("smollm2-135m-instruct")
     args = GRPOConfig(
