@@ -108,25 +108,11 @@ class Agent(torch.nn.Module):
         self.actor = MLP([state, cfg.hidden, cfg.hidden, n_actions], activation=F.silu, last_std=0.01)
         self.critic = MLP([state, cfg.hidden, cfg.hidden, 1], activation=F.silu, last_std=0.0)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        # observations are standardised by the replay's statistics before the encoder (and
-        # as the decoder's targets): CartPole's pole angle spans ±0.2 where the cart's
-        # velocity spans ±2, and raw, the latent resolved the angle too coarsely to balance
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-
-    def standardise(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std
-
-    def update_obs_stats(self, replay: Replay) -> None:
-        seen = torch.from_numpy(replay.obs[: replay.size]).flatten(0, 1)
-        self.obs_mean.copy_(seen.mean(0))
-        self.obs_std.copy_(seen.std(0).clamp(min=1e-3))
 
 
 def world_model_step(agent: Agent, optimizer, replay: Replay, cfg, rng) -> dict:
     model = agent.model
     obs, actions, rewards, terminated, done = replay.segments(cfg.batch_size, cfg.batch_length, rng)
-    obs = agent.standardise(obs)
     posterior = model.posterior(obs)  # [B, L, G, K]
     z = model.sample(posterior)
     h, _ = model.hidden(z, actions)
@@ -148,7 +134,7 @@ def actor_critic_step(agent: Agent, optimizer, replay: Replay, cfg, rng) -> dict
     model = agent.model
     obs, actions, *_ = replay.segments(cfg.imagine_batch, cfg.imagine_context, rng)
     with torch.no_grad():
-        z = model.sample(model.posterior(agent.standardise(obs)))
+        z = model.sample(model.posterior(obs))
     im = imagine(model, agent.actor, z, actions, cfg.horizon)
     with torch.no_grad():
         slow_symlog = agent.slow_critic(im.states).squeeze(-1)  # [B, H+1]
@@ -199,7 +185,7 @@ def imagined_vs_real(agent: Agent, replay: Replay, cfg, rng, batch: int = 256) -
     C, H = cfg.imagine_context, cfg.horizon
     obs, actions, rewards, _, done = replay.segments(batch, C + H, rng)
     model = agent.model
-    z = model.sample(model.posterior(agent.standardise(obs[:, :C])))
+    z = model.sample(model.posterior(obs[:, :C]))
     im = imagine(model, agent.actor, z, actions[:, :C], H, planned=actions[:, C - 1 : C - 1 + H])
     discount = cfg.gamma ** torch.arange(H, dtype=torch.float32)
     alive = torch.cumprod(torch.cat([torch.ones(batch, 1), 1 - done[:, C - 1 : C - 2 + H]], 1), 1)
@@ -265,7 +251,7 @@ def train_storm_agent(recipe) -> dict:
     for row in range(first, rows):
         step = row * E
         with torch.no_grad():
-            z = agent.model.sample(agent.model.posterior(agent.standardise(torch.from_numpy(obs))))
+            z = agent.model.sample(agent.model.posterior(torch.from_numpy(obs)))
             logits = agent.actor(torch.cat([z, context.hidden(agent.model)], -1))
         if (row - first) * E < cfg.learning_starts:
             action = torch.randint(0, n_actions, (E,))
@@ -280,7 +266,6 @@ def train_storm_agent(recipe) -> dict:
         progress.update(E)
         due = int(((row + 1 - first) * E - cfg.learning_starts) * cfg.updates_per_step)
         while updates < due and replay.size >= max(cfg.batch_length, cfg.imagine_context):
-            agent.update_obs_stats(replay)
             stats = world_model_step(agent, optimizers["model"], replay, cfg, rng)
             stats |= actor_critic_step(agent, optimizers["actor_critic"], replay, cfg, rng)
             updates += 1
