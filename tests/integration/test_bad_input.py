@@ -92,7 +92,7 @@ CASES = [
     ),
     (GRPO, ["--env", "{name: tool, options: {tools: [search]}}"], "unknown tool(s) ['search']; available"),
     (GRPO, ["--env", "{name: lookup, max_turns: 0}"], "--env: env.max_turns: must be an integer >= 1"),
-    (DPO, ["--env", "{name: lookup}"], "episodes train with algorithm: grpo or ppo, not 'dpo'"),
+    (DPO, ["--env", "{name: lookup}"], "(or distill with teacher_context: feedback), not 'dpo'"),
     (PPO, ["--lam", "0.9"], "override --lam: renamed to --ppo.gae_lambda"),
     (PPO, ["--gamma", "1.5"], "--ppo.gamma: must be a number in [0, 1], got 1.5"),
     (DPO, ["--label_smoothing", "0.7"], "--dpo.label_smoothing: must be a number in [0, 0.5)"),
@@ -100,7 +100,7 @@ CASES = [
     (SFT, ["--data.source", "BADROWS"], "BADROWS.jsonl:2: prompt-completion row without 'completion'"),
     (SFT, ["--data.source", "NOFORMAT"], "NOFORMAT.jsonl:2: a supervised row needs 'messages', 'prompt' and"),
     (SFT, ["--sft.max_length", "1"], "--sft.max_length: must be an integer >= 2"),
-    (SFT, ["--env", "{name: lookup}"], "episodes train with algorithm: grpo or ppo, not 'sft'"),
+    (SFT, ["--env", "{name: lookup}"], "(or distill with teacher_context: feedback), not 'sft'"),
     (DISTILL, ["--distill.beta", "1.5"], "--distill.beta: must be a number in [0, 1], got 1.5"),
     (DISTILL, ["--teacher", "no/such/folder/"], "--distill.teacher: 'no/such/folder/':"),
     (
