@@ -169,7 +169,7 @@ class VLLMEngine:
 
         with _quiet_expected_reload_warnings():
             worker.reload_weights(
-                weights_iterator=(cast(name, t) for name, t in named_tensors),
+                weights_iterator=((name, cast(name, t)) for name, t in named_tensors),
                 is_checkpoint_format=True,
             )
         self._repack_tied_heads(worker.model_runner.model)

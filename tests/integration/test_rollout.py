@@ -231,6 +231,14 @@ def test_vllm_update_with_an_unknown_name_fails(vllm_fp32):
         vllm_fp32.update_weights([("model.no_such_layer.weight", torch.zeros(4, 4))])
 
 
+@needs_vllm
+def test_vllm_refuses_a_head_it_would_tie_back_to_the_embeddings(vllm_fp32):
+    """The tiny model ties its head to its embeddings, and vLLM's loader drops a separate
+    lm_head.weight: a LoRA-trained head (lm_head in target_modules) would be lost silently."""
+    with pytest.raises(ValueError, match="vLLM ties them and would drop the update"):
+        vllm_fp32.update_weights([("lm_head.weight", torch.zeros(4, 4))])
+
+
 def test_hf_engine_batch_and_stop_strings(tiny):
     model, tokenizer = tiny
     engine = make_engine("hf", model, tokenizer, seed=0)
