@@ -33,13 +33,13 @@ same network and noise) and the benchmark, never for training.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numba import njit
 
 UNVISITED = -1
 
@@ -107,44 +107,35 @@ class Tree:
         return torch.from_numpy(self.node_value()[:, 0].copy())
 
 
-@njit(cache=True)
-def _best_action(b, node, visits, edge_visits, edge_q, prior, q_min, q_max, pb_c_init, pb_c_base):
-    """pUCT's argmax at ``node`` of tree ``b`` (the first of equal scores)."""
-    parent_visits = visits[b, node]
-    pb_c = math.log((parent_visits + pb_c_base + 1) / pb_c_base) + pb_c_init
-    spread = q_max[b] > q_min[b]
-    best, best_score = 0, -math.inf
-    for a in range(prior.shape[2]):
-        n = edge_visits[b, node, a]
-        score = pb_c * math.sqrt(parent_visits) / (n + 1) * prior[b, node, a]
-        if n > 0:
-            q = edge_q[b, node, a]
-            score += (q - q_min[b]) / (q_max[b] - q_min[b]) if spread else q
-        if score > best_score:
-            best, best_score = a, score
-    return best
-
-
-@njit(cache=True)
 def _select(tree_arrays, pb_c_init, pb_c_base):
-    """Walk every tree down from its root until the chosen action has no child: (the
-    node to expand from [B], the action [B])."""
+    """Walk every tree down from its root by pUCT until the chosen action has no child:
+    (the node to expand from [B], the action [B]). Ties go to the first action."""
     visits, children, edge_visits, edge_q, prior, q_min, q_max = tree_arrays
-    B = visits.shape[0]
+    B, A = visits.shape[0], prior.shape[2]
     nodes, actions = np.zeros(B, np.int64), np.zeros(B, np.int64)
     for b in range(B):
         node = 0
+        spread = q_max[b] > q_min[b]
         while True:
-            a = _best_action(b, node, visits, edge_visits, edge_q, prior, q_min, q_max, pb_c_init, pb_c_base)
-            child = children[b, node, a]
+            parent_visits = visits[b, node]
+            pb_c = math.log((parent_visits + pb_c_base + 1) / pb_c_base) + pb_c_init
+            best, best_score = 0, -math.inf
+            for a in range(A):
+                n = edge_visits[b, node, a]
+                score = pb_c * math.sqrt(parent_visits) / (n + 1) * prior[b, node, a]
+                if n > 0:
+                    q = edge_q[b, node, a]
+                    score += (q - q_min[b]) / (q_max[b] - q_min[b]) if spread else q
+                if score > best_score:
+                    best, best_score = a, score
+            child = children[b, node, best]
             if child < 0:
                 break
             node = child
-        nodes[b], actions[b] = node, a
+        nodes[b], actions[b] = node, best
     return nodes, actions
 
 
-@njit(cache=True)
 def _backup(tree_arrays, leaf, value):
     """Add each tree's leaf value along its path to the root (MuZero's backpropagate):
     G ← r + γ G; every non-root node's r + γ v feeds its tree's min-max and its edge."""
@@ -164,6 +155,17 @@ def _backup(tree_arrays, leaf, value):
             edge_visits[b, up, action[b, node]] = visits[b, node]
             g = reward[b, node] + discount[b, node] * g
             node = up
+
+
+@functools.cache
+def _kernels():
+    """``_select`` and ``_backup`` compiled by numba, on first use. Not at import: once
+    numba's llvmlite is loaded, vLLM's compiled (non-eager) engine fails to start in that
+    process (its kernel registry scans every loaded module and trips on llvmlite's function
+    wrappers), so a process that never searches must never load it."""
+    from numba import njit
+
+    return njit(cache=True)(_select), njit(cache=True)(_backup)
 
 
 def _new_tree(root: RootOutput, config: SearchConfig, noise: torch.Tensor | None) -> Tree:
@@ -208,8 +210,9 @@ def search(
     """
     t = _new_tree(root, config, noise)
     b = np.arange(root.value.shape[0])
+    select, backup = _kernels()
     for sim in range(1, config.num_simulations + 1):
-        node, action = _select(
+        node, action = select(
             (t.visits, t.children, t.edge_visits, t.edge_q, t.prior, t.q_min, t.q_max),
             config.pb_c_init,
             config.pb_c_base,
@@ -222,7 +225,7 @@ def search(
         t.prior[:, sim] = torch.softmax(out.prior_logits.double(), -1).numpy()
         t.embedding[:, sim] = out.embedding
         arrays = (t.value_sum, t.visits, t.reward, t.discount, t.parent, t.action, t.edge_visits, t.edge_q)
-        _backup((*arrays, t.q_min, t.q_max), sim, out.value.double().numpy())
+        backup((*arrays, t.q_min, t.q_max), sim, out.value.double().numpy())
     return t
 
 

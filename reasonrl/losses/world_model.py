@@ -23,7 +23,7 @@ Shapes: latents are [..., groups, classes] logits; everything else [...] per ste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +54,7 @@ def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     return (log_p.exp() * (log_p - log_q)).sum((-1, -2))
 
 
-@dataclass
-class WorldModelLoss:
+class WorldModelLoss(NamedTuple):
     """The world model's loss and each term, averaged over the masked steps."""
 
     loss: torch.Tensor

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -116,6 +117,14 @@ class VLLMEngine:
             ) from err
         self.tokenizer = tokenizer
         eager = current_platform.is_cpu() if enforce_eager == "auto" else bool(enforce_eager)
+        if not eager and current_platform.is_cpu() and "llvmlite.binding" in sys.modules:
+            # vLLM's CPU kernel registry scans every loaded module and fails on llvmlite's
+            # function wrappers ("'_lib_fn_wrapper' object has no attribute 'get'")
+            raise VLLMUnavailableError(
+                "vLLM's compiled CPU engine cannot start in a process that has loaded numba "
+                "(reasonrl's tree search loads it): start it in its own process, or set "
+                "rollout.enforce_eager: true"
+            )
         self.llm = LLM(
             model=str(model_dir),
             tokenizer=str(model_dir),

@@ -34,3 +34,26 @@ def test_compiled_vllm_engine_follows_weight_updates():
         after = max_gap(model, engine.generate(PROMPTS, sampling), 1.0)
         print(f"compiled engine: before update {before:.3f}, after {after:.2e}")
         assert before > 0.1 and after < 1e-4
+
+
+@needs_vllm
+def test_compiled_engine_after_numba_is_a_clear_error():
+    """The tree search's numba kernels, once loaded, break vLLM's compiled CPU start-up:
+    said plainly, in a fresh process (this one must keep numba out for the test above)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from reasonrl.control.mcts import _kernels\n"
+        "_kernels()\n"
+        "from reasonrl.models import load, resolve\n"
+        "from reasonrl.rollout.vllm_engine import VLLMEngine\n"
+        "model, tok = load('tiny-llama')\n"
+        "try:\n"
+        "    VLLMEngine(resolve('tiny-llama'), tok, max_model_len=128, enforce_eager=False)\n"
+        "except Exception as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert "VLLMUnavailableError vLLM's compiled CPU engine cannot start" in out.stdout, out.stderr[-3000:]

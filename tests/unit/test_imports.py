@@ -100,3 +100,19 @@ def test_the_rules_would_catch_a_wrong_arrow(tmp_path):
             raise AssertionError("a control -> trainers import went unnoticed")
     finally:
         PACKAGE = real
+
+
+def test_importing_the_package_loads_no_numba():
+    """numba's llvmlite, once loaded, stops vLLM's compiled engine from starting in that
+    process (its kernel registry trips on llvmlite's wrappers): the tree search compiles its
+    kernels on first use, so importing every module must leave it unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, reasonrl\n"
+        "for m in pkgutil.walk_packages(reasonrl.__path__, 'reasonrl.'): importlib.import_module(m.name)\n"
+        "print(sorted(n for n in ('numba', 'llvmlite') if n in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
