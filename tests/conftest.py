@@ -35,3 +35,12 @@ def smollm_dir() -> Path:
     from reasonrl.models import embedded_model_dir
 
     return embedded_model_dir()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that run the tree search go last: it loads numba, and a process that has
+    loaded numba cannot start a vLLM CPU engine (``reasonrl.rollout.vllm_engine`` says
+    so), so in-process vLLM tests must run first whatever order pytest was given."""
+    searching = [item for item in items if "tests/unit/control/test_mcts.py" in item.nodeid]
+    others = [item for item in items if "tests/unit/control/test_mcts.py" not in item.nodeid]
+    items[:] = others + searching

@@ -117,13 +117,12 @@ class VLLMEngine:
             ) from err
         self.tokenizer = tokenizer
         eager = current_platform.is_cpu() if enforce_eager == "auto" else bool(enforce_eager)
-        if not eager and current_platform.is_cpu() and "llvmlite.binding" in sys.modules:
-            # vLLM's CPU kernel registry scans every loaded module and fails on llvmlite's
-            # function wrappers ("'_lib_fn_wrapper' object has no attribute 'get'")
+        if current_platform.is_cpu() and "llvmlite.binding" in sys.modules:
+            # vLLM's CPU kernel registry scans every loaded module's globals and fails on
+            # llvmlite's library object ("'_lib_fn_wrapper' object has no attribute 'get'")
             raise VLLMUnavailableError(
-                "vLLM's compiled CPU engine cannot start in a process that has loaded numba "
-                "(reasonrl's tree search loads it): start it in its own process, or set "
-                "rollout.enforce_eager: true"
+                "vLLM's CPU engine cannot start in a process that has loaded numba (reasonrl's "
+                "tree search loads it on first use): start the engine in its own process"
             )
         self.llm = LLM(
             model=str(model_dir),

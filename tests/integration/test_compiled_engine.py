@@ -37,9 +37,9 @@ def test_compiled_vllm_engine_follows_weight_updates():
 
 
 @needs_vllm
-def test_compiled_engine_after_numba_is_a_clear_error():
-    """The tree search's numba kernels, once loaded, break vLLM's compiled CPU start-up:
-    said plainly, in a fresh process (this one must keep numba out for the test above)."""
+def test_a_cpu_engine_after_numba_is_a_clear_error():
+    """The tree search's numba kernels, once loaded, break vLLM's CPU start-up, eager or
+    compiled: said plainly, in a fresh process (this one must keep numba out)."""
     import subprocess
     import sys
 
@@ -56,4 +56,4 @@ def test_compiled_engine_after_numba_is_a_clear_error():
         "    print(type(err).__name__, err)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert "VLLMUnavailableError vLLM's compiled CPU engine cannot start" in out.stdout, out.stderr[-3000:]
+    assert "VLLMUnavailableError vLLM's CPU engine cannot start" in out.stdout, out.stderr[-3000:]
