@@ -101,6 +101,17 @@ def test_storm_learns_cartpole_in_imagination(tmp_path):
     assert corr[-1] > 0.5
 
 
+@pytest.mark.long  # about 9 minutes: `make test-long`
+def test_storm_cartpole_reaches_475_within_30k_steps(tmp_path):
+    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, *SOLVE)
+    start, best = first_and_best(metrics(tmp_path), "return_mean_20")
+    print(
+        f"STORM CartPole: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
+        f"475 reached at step {summary['solved_at']}"
+    )
+    assert summary["solved_at"] is not None and summary["solved_at"] <= 30_000
+
+
 def test_control_run_outputs(tmp_path):
     run(
         "recipes/control/ppo-cartpole.yaml",
