@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 import numpy as np
 import torch
@@ -30,6 +31,15 @@ def save_due(save_every: int, step: int, per_iteration: int, total: int) -> bool
     steps (``per_iteration`` at a time): one per ``save_every`` steps, none at the end
     (``finish`` saves that one)."""
     return bool(save_every) and step % save_every < per_iteration and step < total
+
+
+def log_row(run: Run, progress, tracker: ReturnTracker, step: int, metrics: dict, steps: int, since: float):
+    """One metrics row at ``step``: the returns of the episodes finished since the last
+    row, ``metrics``, and the speed (``steps`` taken since ``since``); the progress bar
+    shows the mean return and the speed."""
+    row = tracker.drain() | metrics | {"steps_per_second": steps / (time.perf_counter() - since)}
+    run.log.metrics(step, row)
+    progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{row['steps_per_second']:.0f}")
 
 
 def finish(

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reasonrl.control.common import finish, save_due, start
+from reasonrl.control.common import finish, log_row, save_due, start
 from reasonrl.control.envs import ReturnTracker, finished_episodes, make_vector_env
 from reasonrl.control.mcts import RecurrentOutput, RootOutput, SearchConfig, search, visit_policy
 from reasonrl.control.networks import MLP
@@ -217,14 +217,8 @@ def train_muzero_agent(recipe) -> dict:
                 stats = update(net, optimizer, replay, z, cfg)
                 updates += 1
         if (row + 1) % cfg.log_every == 0 or row + 1 == rows:
-            metrics = tracker.drain() | stats
-            metrics.update(
-                updates=updates,
-                root_value=float(tree.root_value().mean()),
-                steps_per_second=(row + 1 - first) * E / (time.perf_counter() - started),
-            )
-            run.log.metrics(step + E, metrics)
-            progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
+            metrics = stats | {"updates": updates, "root_value": float(tree.root_value().mean())}
+            log_row(run, progress, tracker, step + E, metrics, (row + 1 - first) * E, started)
         if save_due(train.save_every, step + E, E, rows * E):
             run.save(step + E, net, optimizer, None)
         if tracker.should_stop():

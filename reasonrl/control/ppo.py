@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from reasonrl.control.common import finish, save_due, start
+from reasonrl.control.common import finish, log_row, save_due, start
 from reasonrl.control.envs import ReturnTracker, final_observations, finished_episodes, make_vector_env
 from reasonrl.control.networks import ActingCopy, DiscreteActorCritic, sample_categorical
 from reasonrl.losses import generalized_advantage_estimation, ppo_loss, token_logprobs
@@ -95,19 +95,16 @@ def train_ppo_agent(recipe) -> dict:
 
         step = (update + 1) * batch
         progress.update(batch)
-        metrics = tracker.drain()
         explained = 1 - (b_ret - b_val).var() / b_ret.var().clamp(min=1e-8)
-        metrics.update(
+        metrics = dict(
             policy_loss=pg,
             value_loss=vl,
             entropy=ent,
             clip_fraction=clipped,
             explained_variance=float(explained),
             learning_rate=optimizer.param_groups[0]["lr"],
-            steps_per_second=(step - first * batch) / (time.perf_counter() - started),
         )
-        run.log.metrics(step, metrics)
-        progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
+        log_row(run, progress, tracker, step, metrics, step - first * batch, started)
         if save_due(train.save_every, step, batch, num_updates * batch):
             run.save(step, agent, optimizer, None)
         if tracker.should_stop():

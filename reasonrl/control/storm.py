@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from reasonrl.control.common import finish, save_due, start
+from reasonrl.control.common import finish, log_row, save_due, start
 from reasonrl.control.envs import ReturnTracker, finished_episodes, make_vector_env
 from reasonrl.control.networks import MLP
 from reasonrl.control.world_model import WorldModel, imagine
@@ -270,14 +270,10 @@ def train_storm_agent(recipe) -> dict:
             stats |= actor_critic_step(agent, optimizers["actor_critic"], replay, cfg, rng)
             updates += 1
         if (row + 1) % cfg.log_every == 0 or row + 1 == rows:
-            metrics = tracker.drain() | stats
+            metrics = stats | {"updates": updates}
             if updates:
                 metrics["wm/imagined_vs_real_corr"] = imagined_vs_real(agent, replay, cfg, rng)
-            metrics.update(
-                updates=updates, steps_per_second=(row + 1 - first) * E / (time.perf_counter() - started)
-            )
-            run.log.metrics(step + E, metrics)
-            progress.set_postfix(ret=f"{tracker.mean:.1f}", sps=f"{metrics['steps_per_second']:.0f}")
+            log_row(run, progress, tracker, step + E, metrics, (row + 1 - first) * E, started)
         if save_due(train.save_every, step + E, E, rows * E):
             run.save(step + E, agent, optimizers, None)
         if tracker.should_stop():
