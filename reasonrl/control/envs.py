@@ -17,7 +17,32 @@ import numpy as np
 log = logging.getLogger("reasonrl")
 
 
+# environment families whose package registers them with Gymnasium only when asked
+# (Gymnasium 1.x no longer loads registration plugins by itself)
+FAMILIES = {"MinAtar/": ("minatar", "minatar.gym", "register_envs"), "ALE/": ("ale-py", "ale_py", None)}
+
+
+def register_family(env_id: str) -> None:
+    """Register the family ``env_id`` belongs to (MinAtar, Atari); an error naming the
+    package to install when it is missing."""
+    import importlib
+
+    for prefix, (package, module, function) in FAMILIES.items():
+        if not env_id.startswith(prefix) or env_id in gym.registry:
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as err:
+            needs = f"{prefix} environments need the {package} package: pip install {package}"
+            raise gym.error.Error(needs) from err
+        if function is None:
+            gym.register_envs(mod)
+        else:
+            getattr(mod, function)()
+
+
 def make_vector_env(env_id: str, num_envs: int, seed: int) -> tuple[gym.vector.VectorEnv, np.ndarray]:
+    register_family(env_id)
     envs = gym.make_vec(
         env_id,
         num_envs=num_envs,
@@ -86,7 +111,9 @@ class ReturnTracker:
         return out
 
 
-# what each agent's networks take: a flat observation vector, and these action spaces
+# what each agent's networks take: these action spaces, and observations of these ranks
+# (1: a vector; 3: an [H, W, C] image)
+OBSERVATION_RANKS = {"storm": (1, 3)}
 ACTION_SPACES = {
     "ppo": "Discrete",
     "impala": "Discrete",
@@ -102,6 +129,7 @@ def check_spaces(recipe) -> None:
     from reasonrl.config import place
 
     try:
+        register_family(recipe.env_id)
         env = gym.make(recipe.env_id)
     except gym.error.Error as err:
         raise place(recipe, "env_id", f"{recipe.env_id!r}: {err}") from None
@@ -115,9 +143,9 @@ def check_spaces(recipe) -> None:
             f"{recipe.env_id} has action space {act}; {recipe.algorithm} handles {wanted} actions "
             f"(agents by action space: {ACTION_SPACES})",
         )
-    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+    ranks = OBSERVATION_RANKS.get(recipe.algorithm, (1,))
+    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) in ranks):
+        takes = "a flat Box (a vector)" + (" or an [H, W, C] image Box" if 3 in ranks else "")
         raise place(
-            recipe,
-            "env_id",
-            f"{recipe.env_id} has observation space {obs}; the control agents take a flat Box (a vector)",
+            recipe, "env_id", f"{recipe.env_id} has observation space {obs}; {recipe.algorithm} takes {takes}"
         )

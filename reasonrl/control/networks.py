@@ -133,3 +133,53 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], -1)).squeeze(-1)
+
+
+class ConvEncoder(nn.Module):
+    """Images [..., H, W, C] (channels last, as Gymnasium returns them) -> a flat feature
+    vector: one 3 x 3 convolution, then 4 x 4 stride-2 ones doubling the channels until the
+    shorter side is at most 6 (STORM's and DreamerV3's encoder shape; MinAtar's 10 x 10
+    is halved once, Atari's 64 x 64 four times)."""
+
+    def __init__(self, shape: tuple[int, int, int], depth: int = 16):
+        super().__init__()
+        H, W, C = shape
+        layers: list[nn.Module] = [nn.Conv2d(C, depth, 3, padding=1), nn.SiLU()]
+        self.sizes = [(H, W)]  # the spatial size after each stride-2 convolution's input
+        channels = depth
+        while min(H, W) > 6:
+            layers += [nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), nn.SiLU()]
+            channels, H, W = 2 * channels, H // 2, W // 2
+            self.sizes.append((H, W))
+        self.net = nn.Sequential(*layers)
+        self.out_shape = (channels, H, W)
+        self.out_features = channels * H * W
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-3]
+        x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2)
+        return self.net(x).reshape(*lead, self.out_features)
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of a ConvEncoder: features [..., F] -> images [..., H, W, C] of the
+    encoder's exact input size (transposed convolutions told each output size)."""
+
+    def __init__(self, encoder: ConvEncoder, in_features: int, channels_out: int):
+        super().__init__()
+        channels = encoder.out_shape[0]
+        self.start_shape = encoder.out_shape
+        self.project = nn.Linear(in_features, encoder.out_features)
+        self.up = nn.ModuleList()
+        for _ in encoder.sizes[1:]:
+            self.up.append(nn.ConvTranspose2d(channels, channels // 2, 4, stride=2, padding=1))
+            channels //= 2
+        self.sizes = encoder.sizes[-2::-1]  # the output size of each transposed convolution
+        self.head = nn.Conv2d(channels, channels_out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = F.silu(self.project(x)).reshape(-1, *self.start_shape)
+        for up, size in zip(self.up, self.sizes, strict=True):
+            x = F.silu(up(x, output_size=size))
+        return self.head(x).permute(0, 2, 3, 1).reshape(*lead, *x.shape[-2:], -1)

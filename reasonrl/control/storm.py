@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from reasonrl.control.common import finish, log_row, save_due, start
 from reasonrl.control.envs import ReturnTracker, finished_episodes, make_vector_env
 from reasonrl.control.networks import MLP
-from reasonrl.control.world_model import WorldModel, imagine
+from reasonrl.control.world_model import WorldModel, imagine, observation_kind
 from reasonrl.losses import (
     entropy_from_logits,
     generalized_advantage_estimation,
@@ -47,7 +47,7 @@ from reasonrl.losses import (
 class Replay:
     """Time-major arrays [T, E] of what the environments returned."""
 
-    obs: np.ndarray  # [T, E, D]
+    obs: np.ndarray  # [T, E, *shape], in the environment's dtype (bool or 8-bit images stay small)
     action: np.ndarray  # [T, E]
     reward: np.ndarray  # [T, E]
     terminated: np.ndarray  # [T, E]: the episode ended after step t in a terminal state
@@ -55,10 +55,10 @@ class Replay:
     size: int = 0
 
     @classmethod
-    def empty(cls, rows: int, envs: int, obs_dim: int) -> Replay:
+    def empty(cls, rows: int, envs: int, obs_shape: tuple[int, ...], obs_dtype=np.float32) -> Replay:
         z = np.zeros
         return cls(
-            z((rows, envs, obs_dim), np.float32),
+            z((rows, envs, *obs_shape), obs_dtype),
             z((rows, envs), np.int64),
             *(z((rows, envs), np.float32) for _ in range(3)),
         )
@@ -75,7 +75,7 @@ class Replay:
         self.size += 1
 
     def segments(self, batch: int, length: int, rng: torch.Generator):
-        """``batch`` random segments of ``length`` steps: obs [B, L, D], and actions,
+        """``batch`` random segments of ``length`` steps: obs [B, L, *shape], and actions,
         rewards, terminated, done [B, L]."""
         t = torch.randint(0, self.size - length + 1, (batch,), generator=rng)
         e = torch.randint(0, self.obs.shape[1], (batch,), generator=rng)
@@ -91,10 +91,10 @@ class Replay:
 class Agent(torch.nn.Module):
     """The world model, the actor, the critic and its slow copy, in one module (one checkpoint)."""
 
-    def __init__(self, obs_dim: int, n_actions: int, cfg):
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg, kind: str = "vector"):
         super().__init__()
         self.model = WorldModel(
-            obs_dim,
+            obs_shape,
             n_actions,
             cfg.groups,
             cfg.classes,
@@ -103,6 +103,7 @@ class Agent(torch.nn.Module):
             cfg.heads,
             cfg.hidden,
             cfg.max_len,
+            kind,
         )
         state = self.model.latent_size + cfg.d_model
         self.actor = MLP([state, cfg.hidden, cfg.hidden, n_actions], activation=F.silu, last_std=0.01)
@@ -118,9 +119,10 @@ def world_model_step(agent: Agent, optimizer, replay: Replay, cfg, rng) -> dict:
     h, _ = model.hidden(z, actions)
     prior, reward_pred, continue_logit = model.heads(h)
     out = world_model_loss(
-        model.decoder(z), obs, reward_pred, rewards, continue_logit, 1.0 - terminated,
+        model.decoder(z), model.prepare(obs), reward_pred, rewards, continue_logit, 1.0 - terminated,
         posterior[:, 1:], prior[:, :-1], kl_mask=1.0 - done[:, :-1],
         dyn_scale=cfg.dyn_scale, rep_scale=cfg.rep_scale, free_nats=cfg.free_nats,
+        reconstruction=model.reconstruction,
     )  # fmt: skip
     optimizer.zero_grad()
     out.loss.backward()
@@ -230,8 +232,8 @@ def train_storm_agent(recipe) -> dict:
     cfg, train = recipe.storm, recipe.train
     run = start(recipe)
     envs, obs = make_vector_env(recipe.env_id, cfg.num_envs, train.seed)
-    obs_dim, n_actions = envs.single_observation_space.shape[0], envs.single_action_space.n
-    agent = Agent(obs_dim, n_actions, cfg)
+    space, n_actions = envs.single_observation_space, envs.single_action_space.n
+    agent = Agent(space.shape, n_actions, cfg, observation_kind(space.shape, space.dtype))
     optimizers = {
         "model": torch.optim.Adam(agent.model.parameters(), lr=cfg.model_lr),
         "actor_critic": torch.optim.Adam(
@@ -242,7 +244,7 @@ def train_storm_agent(recipe) -> dict:
     rows = train.total_steps // E
     resumed = run.resume(agent, optimizers, None)  # networks and optimizers; the replay starts anew
     first = resumed // E
-    replay = Replay.empty(rows - first, E, obs_dim)
+    replay = Replay.empty(rows - first, E, space.shape, space.dtype)
     context = Context(E, cfg.context, agent.model.latent_size)
     rng = torch.Generator().manual_seed(train.seed)
     tracker = ReturnTracker(train.solve_window, train.solve_threshold, train.stop_when_solved)

@@ -1,9 +1,11 @@
 """STORM's world model: stochastic categorical latents and a causal transformer over them
-(Zhang et al. 2023, arXiv:2310.09615), sized for vector observations.
+(Zhang et al. 2023, arXiv:2310.09615), for vector and image observations.
 
     encoder      o_t -> q(z_t | o_t): G categoricals of K classes (1% uniform mixed in,
-                 DreamerV3), sampled one-hot with straight-through gradients
-    decoder      z_t -> ô_t (symlog space)
+                 DreamerV3), sampled one-hot with straight-through gradients; an MLP for
+                 vectors, strided convolutions for images
+    decoder      z_t -> ô_t: symlog values for vectors, pixel logits for binary images
+                 (MinAtar), pixel values for 8-bit images
     sequence     e_t = embed(z_t, a_t); h_{0:t} = causal transformer(e_{0:t})
     heads of h_t p(ẑ_{t+1} | h_t), r̂_t (symlog), continuation logit ĉ_t
 
@@ -16,12 +18,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reasonrl.control.networks import MLP
+from reasonrl.control.networks import MLP, ConvDecoder, ConvEncoder
 from reasonrl.losses import symexp
+
+# how each kind of observation is fed in and reconstructed (``world_model_loss``'s modes)
+RECONSTRUCTION = {"vector": "symlog", "binary": "bernoulli", "pixels": "mse"}
+
+
+def observation_kind(shape: tuple[int, ...], dtype) -> str:
+    """ "vector" (shape [D]), "binary" (a bool image [H, W, C]) or "pixels" (any other image)."""
+    if len(shape) == 1:
+        return "vector"
+    if len(shape) == 3:
+        return "binary" if np.dtype(dtype) == np.bool_ else "pixels"
+    raise ValueError(f"observations of shape {shape}: the world model takes [D] vectors or [H, W, C] images")
+
 
 UNIMIX = 0.01  # uniform share mixed into every categorical (DreamerV3): no class ever has p = 0
 
@@ -55,7 +71,7 @@ class Block(nn.Module):
 class WorldModel(nn.Module):
     def __init__(
         self,
-        obs_dim: int,
+        obs_shape: int | tuple[int, ...],
         n_actions: int,
         groups: int = 16,
         classes: int = 16,
@@ -64,12 +80,20 @@ class WorldModel(nn.Module):
         heads: int = 4,
         hidden: int = 128,
         max_len: int = 64,
+        kind: str = "vector",
     ):
         super().__init__()
         self.groups, self.classes, self.n_actions, self.d_model = groups, classes, n_actions, d_model
+        self.kind, self.reconstruction = kind, RECONSTRUCTION[kind]
         latent = groups * classes
-        self.encoder = MLP([obs_dim, hidden, hidden, latent], activation=F.silu)
-        self.decoder = MLP([latent, hidden, hidden, obs_dim], activation=F.silu)
+        if kind == "vector":
+            (obs_dim,) = (obs_shape,) if isinstance(obs_shape, int) else obs_shape
+            self.encoder = MLP([obs_dim, hidden, hidden, latent], activation=F.silu)
+            self.decoder = MLP([latent, hidden, hidden, obs_dim], activation=F.silu)
+        else:
+            conv = ConvEncoder(tuple(obs_shape))
+            self.encoder = nn.Sequential(conv, nn.Linear(conv.out_features, latent))
+            self.decoder = ConvDecoder(conv, latent, obs_shape[-1])
         self.embed = nn.Sequential(nn.Linear(latent + n_actions, d_model), nn.LayerNorm(d_model))
         self.position = nn.Embedding(max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, heads) for _ in range(layers))
@@ -87,8 +111,14 @@ class WorldModel(nn.Module):
         probs = F.softmax(flat.unflatten(-1, (self.groups, self.classes)), -1)
         return torch.log((1 - UNIMIX) * probs + UNIMIX / self.classes)
 
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as stored (float vectors, bool or 8-bit images) -> float inputs."""
+        if self.kind == "pixels":
+            return obs.float() / 255.0
+        return obs.float()
+
     def posterior(self, obs: torch.Tensor) -> torch.Tensor:
-        return self._logits(self.encoder(obs))
+        return self._logits(self.encoder(self.prepare(obs)))
 
     def prior(self, h: torch.Tensor) -> torch.Tensor:
         return self._logits(self.prior_head(h))

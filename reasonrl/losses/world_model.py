@@ -79,11 +79,15 @@ def world_model_loss(
     dyn_scale: float = 0.5,
     rep_scale: float = 0.1,
     free_nats: float = 1.0,
+    reconstruction: str = "symlog",
 ) -> WorldModelLoss:
     """STORM's world-model objective (eq. 4-6), every coefficient visible here.
 
     Args:
-      obs_pred, obs: decoded ô_t and o_t, [B, T, D]; regressed in symlog space.
+      obs_pred, obs: decoded ô_t and o_t, [B, T, *shape], compared as ``reconstruction``
+        says: "symlog" regresses symlog(o) (vectors of any scale), "mse" regresses o itself
+        (pixels in [0, 1]), "bernoulli" reads ô as logits of binary pixels (MinAtar); the
+        error is summed over the observation and averaged over steps.
       reward_pred, reward: r̂_t (symlog units) and r_t, the reward of a_t, [B, T].
       continue_logit, continues: logit of ĉ_t and c_t ∈ {0, 1} (0: the episode ended
         after step t), [B, T].
@@ -94,7 +98,13 @@ def world_model_loss(
       the loss and its terms, each a mean over its steps (the KL ones over the mask).
     """
     check_shapes(reward_pred=reward_pred, reward=reward, continue_logit=continue_logit, continues=continues)
-    reconstruction = ((obs_pred - symlog(obs)) ** 2).sum(-1).mean()
+    if reconstruction == "bernoulli":
+        error = F.binary_cross_entropy_with_logits(obs_pred, obs, reduction="none")
+    elif reconstruction in ("symlog", "mse"):
+        error = (obs_pred - (symlog(obs) if reconstruction == "symlog" else obs)) ** 2
+    else:
+        raise ValueError(f"reconstruction {reconstruction!r}: expected 'symlog', 'mse' or 'bernoulli'")
+    rec = error.flatten(2).sum(-1).mean()
     reward_term = ((reward_pred - symlog(reward)) ** 2).mean()
     continuation = F.binary_cross_entropy_with_logits(continue_logit, continues)
     kl_mask = kl_mask.to(obs.dtype)
@@ -106,8 +116,8 @@ def world_model_loss(
     kl = categorical_kl(posterior_logits, prior_logits)
     dynamics = masked(categorical_kl(posterior_logits.detach(), prior_logits).clamp(min=free_nats))
     representation = masked(categorical_kl(posterior_logits, prior_logits.detach()).clamp(min=free_nats))
-    loss = reconstruction + reward_term + continuation + dyn_scale * dynamics + rep_scale * representation
-    terms = (reconstruction, reward_term, continuation, dynamics, representation, masked(kl))
+    loss = rec + reward_term + continuation + dyn_scale * dynamics + rep_scale * representation
+    terms = (rec, reward_term, continuation, dynamics, representation, masked(kl))
     return WorldModelLoss(loss, *terms)
 
 

@@ -232,6 +232,11 @@ def test_eval_flags_that_do_not_go_together_are_named(flags, message, capsys):
             "CartPole-v1 has action space Discrete(2); sac handles Box",
         ),
         ("recipes/control/ppo-cartpole.yaml", "NoSuchEnv-v0", "--env_id: 'NoSuchEnv-v0': "),
+        (
+            "recipes/control/ppo-cartpole.yaml",
+            "MinAtar/Breakout-v1",
+            "Breakout-v1 has observation space Box(False, True, (10, 10, 4), bool); ppo takes a flat Box",
+        ),
     ],
 )
 def test_a_control_agent_refuses_spaces_it_cannot_handle(tmp_path, capsys, recipe, env_id, message):

@@ -1,15 +1,19 @@
 """STORM's world model: the cached transformer equals the full causal pass, samples are
-one-hot with straight-through gradients, and imagination has the shapes the actor-critic
-reads (open loop when given the actions)."""
+one-hot with straight-through gradients, imagination has the shapes the actor-critic
+reads (open loop when given the actions), and images go through convolutions and come
+back at their own size."""
 
+import numpy as np
+import pytest
 import torch
 
-from reasonrl.control.world_model import UNIMIX, WorldModel, imagine
+from reasonrl.control.networks import ConvDecoder, ConvEncoder
+from reasonrl.control.world_model import UNIMIX, WorldModel, imagine, observation_kind
 
 
 def _model():
     torch.manual_seed(0)
-    return WorldModel(obs_dim=4, n_actions=2, groups=4, classes=8, d_model=32, layers=2, heads=4, hidden=32)
+    return WorldModel(obs_shape=4, n_actions=2, groups=4, classes=8, d_model=32, layers=2, heads=4, hidden=32)
 
 
 def test_cached_steps_equal_the_full_causal_pass():
@@ -56,3 +60,29 @@ def test_imagination_shapes_and_open_loop_actions():
     assert torch.equal(
         imagine(model, actor, z, torch.zeros(6, 5, dtype=torch.long), 7, planned).actions, planned
     )
+
+
+@pytest.mark.parametrize("shape", [(10, 10, 4), (64, 64, 3), (13, 11, 2), (5, 5, 1)])
+def test_convolutions_halve_down_to_6_and_the_decoder_restores_the_exact_size(shape):
+    encoder = ConvEncoder(shape)
+    assert max(encoder.out_shape[1:]) <= max(6, min(shape[:2]))  # ... and never below 6 unless it began so
+    features = encoder(torch.rand(2, 3, *shape))
+    assert features.shape == (2, 3, encoder.out_features)
+    assert ConvDecoder(encoder, 7, shape[-1])(torch.rand(2, 3, 7)).shape == (2, 3, *shape)
+
+
+def test_observation_kinds_and_what_the_model_reads():
+    assert observation_kind((4,), np.float32) == "vector"
+    assert observation_kind((10, 10, 4), np.bool_) == "binary"
+    assert observation_kind((64, 64, 3), np.uint8) == "pixels"
+    with pytest.raises(ValueError, match=r"shape \(3, 4\)"):
+        observation_kind((3, 4), np.float32)
+    torch.manual_seed(0)
+    model = WorldModel((10, 10, 4), 3, groups=4, classes=8, d_model=32, hidden=32, kind="binary")
+    assert model.reconstruction == "bernoulli"
+    frames = torch.rand(2, 5, 10, 10, 4) > 0.5  # bool, as MinAtar returns them and the replay keeps them
+    z = model.sample(model.posterior(frames))
+    assert z.shape == (2, 5, 32) and model.decoder(z).shape == (2, 5, 10, 10, 4)
+    pixels = WorldModel((16, 16, 3), 3, groups=4, classes=8, d_model=32, hidden=32, kind="pixels")
+    image = torch.full((1, 16, 16, 3), 255, dtype=torch.uint8)
+    assert pixels.prepare(image).max().item() == 1.0  # 8-bit values scaled to [0, 1]

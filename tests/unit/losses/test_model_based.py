@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reasonrl.losses import (
     categorical_kl,
@@ -91,6 +92,27 @@ def test_world_model_kl_is_balanced_and_clipped_by_free_bits():
     masked = dict(common, kl_mask=torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
     only_first = categorical_kl(post[:, :1], prior[:, :1]).mean()
     assert world_model_loss(**masked, free_nats=0.0).kl.item() == pytest.approx(only_first.item(), rel=1e-5)
+
+
+def test_reconstruction_modes_sum_over_the_observation_and_average_over_steps():
+    B, T = 2, 3
+    gen = torch.Generator().manual_seed(1)
+    pred = torch.randn(B, T, 5, 5, 2, generator=gen)
+    obs = (torch.rand(B, T, 5, 5, 2, generator=gen) > 0.5).float()
+    zeros = torch.zeros(B, T)
+    common = dict(
+        obs_pred=pred, obs=obs, reward_pred=zeros, reward=zeros, continue_logit=torch.full((B, T), 20.0),
+        continues=torch.ones(B, T), posterior_logits=torch.zeros(B, T - 1, 1, 2),
+        prior_logits=torch.zeros(B, T - 1, 1, 2), kl_mask=torch.ones(B, T - 1),
+    )  # fmt: skip
+    # binary pixels: the decoder's outputs are logits, −log p(o) summed over the 50 pixels
+    bce = -(obs * F.logsigmoid(pred) + (1 - obs) * F.logsigmoid(-pred)).sum((2, 3, 4)).mean()
+    got = world_model_loss(**common, reconstruction="bernoulli").reconstruction
+    assert got.item() == pytest.approx(bce.item(), rel=1e-5)
+    mse = ((pred - obs) ** 2).sum((2, 3, 4)).mean()  # pixels: the values themselves
+    assert world_model_loss(**common, reconstruction="mse").reconstruction.item() == pytest.approx(mse.item())
+    with pytest.raises(ValueError, match="reconstruction 'l1'"):
+        world_model_loss(**common, reconstruction="l1")
 
 
 def test_return_scale_is_the_5_95_percentile_range_at_least_1():
