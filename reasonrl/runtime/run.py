@@ -157,6 +157,8 @@ class Run:
             accelerator.device,
             allocator.loaded(),
         )
+        if allocator.loaded() == "system" and allocator.choice() == "auto":
+            log.warning(allocator.MISSING)
         return run
 
     def clear_previous(self) -> None:

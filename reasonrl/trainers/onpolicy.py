@@ -143,6 +143,7 @@ def step_metrics(run: Run, batch: ScoredBatch, updates: list[dict], times: dict,
         values = [u[key] for u in updates if key in u]
         metrics[key] = sum(values) / len(values)
     metrics["completion_length"] = lengths.mean().item()
+    metrics["prompt_length"] = gather(rollouts.prompt_mask.sum(1).float()).mean().item()
     metrics["truncated_fraction"] = gather(rollouts.truncated.float()).mean().item()
     metrics["tokens_per_second"] = lengths.sum().item() / times["step"]
     metrics.update({f"time/{k}": v for k, v in times.items()})

@@ -11,6 +11,7 @@ BENCHMARKS = [
     "rollout_throughput",
     "episodes_throughput",
     "grpo_vs_trl",
+    "grpo_roofline",
     "sft_vs_trl",
     "eval_vs_lm_eval",
     "ppo_vs_cleanrl",
