@@ -31,12 +31,8 @@ log = logging.getLogger(__name__)
 ENV = "REASONRL_ALLOCATOR"
 LIBRARIES = {"tcmalloc": ("tcmalloc_minimal", "tcmalloc"), "jemalloc": ("jemalloc",)}
 CHOICES = ("auto", *LIBRARIES, "system")
-# what a run on glibc's malloc says, once: what is missing and what it costs
-MISSING = (
-    "no tcmalloc or jemalloc on this machine: on glibc's malloc a GRPO step took 1.3x as long "
-    "at 1.3x the peak memory (SmolLM2-135M + LoRA); `make system-deps` installs tcmalloc "
-    "(as root on Debian/Ubuntu), or set REASONRL_ALLOCATOR=system to silence this"
-)
+# measured on the GRPO benchmark's fixed-length side (scripts/system-deps.sh)
+GLIBC_COST = "a GRPO step took 1.3x as long at 1.3x the peak memory"
 # tcmalloc reports every allocation above 1 GiB on stderr; a KV cache is one on purpose
 QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)}
 
@@ -103,6 +99,23 @@ def preload() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def glibc_note() -> str | None:
+    """What a run on glibc's malloc says (once, in its log): what is missing, what it costs
+    and the fix; None when the process runs on another allocator or the user chose glibc's."""
+    if loaded() != "system" or choice() == "system":
+        return None
+    found = wanted()
+    if found is None:
+        return (
+            f"no tcmalloc or jemalloc on this machine: on glibc's malloc {GLIBC_COST}; `make system-deps` installs "
+            f"tcmalloc (as root on Debian/Ubuntu), or {ENV}=system silences this"
+        )
+    return (
+        f"this process runs on glibc's malloc, where {GLIBC_COST}: {found[0]} is installed and the "
+        f"`reasonrl` command preloads it; from Python, start with LD_PRELOAD={found[1]}"
+    )
 
 
 def loaded() -> str:

@@ -157,8 +157,9 @@ class Run:
             accelerator.device,
             allocator.loaded(),
         )
-        if allocator.loaded() == "system" and allocator.choice() == "auto":
-            log.warning(allocator.MISSING)
+        note = allocator.glibc_note()
+        if note:
+            log.warning(note)
         return run
 
     def clear_previous(self) -> None:

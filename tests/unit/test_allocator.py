@@ -78,3 +78,19 @@ def test_a_preloaded_allocator_is_kept(monkeypatch):
         monkeypatch.setenv("LD_PRELOAD", "")
         with pytest.raises(AssertionError, match="re-executed"):
             allocator.preload()
+
+
+def test_a_run_on_glibc_malloc_says_what_it_costs(tmp_path, monkeypatch):
+    """One line in the run's log names what is missing, what it costs and the fix."""
+    from reasonrl.cli import main
+
+    if allocator.loaded() != "system":
+        pytest.skip("this test process runs on a preloaded allocator")
+    monkeypatch.setenv(allocator.ENV, "auto")
+    out = tmp_path / "run"
+    args = ["control", "recipes/control/ppo-cartpole.yaml", "--total_steps", "512", "--output_dir", str(out)]
+    assert main([*args, "--progress", "false", "--report_to", "none"]) == 0
+    log = (out / "train.log").read_text()
+    assert "1.3x as long at 1.3x the peak memory" in log
+    found = allocator.wanted()  # installed but not preloaded here (in-process), or not installed
+    assert (f"LD_PRELOAD={found[1]}" if found else "make system-deps") in log
