@@ -109,8 +109,8 @@ def glibc_note() -> str | None:
     found = wanted()
     if found is None:
         return (
-            f"no tcmalloc or jemalloc on this machine: on glibc's malloc {GLIBC_COST}; `make system-deps` installs "
-            f"tcmalloc (as root on Debian/Ubuntu), or {ENV}=system silences this"
+            f"no tcmalloc or jemalloc on this machine: on glibc's malloc {GLIBC_COST}; "
+            f"`make system-deps` installs tcmalloc (as root on Debian/Ubuntu), or {ENV}=system silences this"
         )
     return (
         f"this process runs on glibc's malloc, where {GLIBC_COST}: {found[0]} is installed and the "
