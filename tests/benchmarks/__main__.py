@@ -12,6 +12,7 @@ BENCHMARKS = [
     "episodes_throughput",
     "grpo_vs_trl",
     "grpo_roofline",
+    "engine_mode",
     "sft_vs_trl",
     "eval_vs_lm_eval",
     "ppo_vs_cleanrl",

@@ -4,7 +4,10 @@ CleanRL's ppo.py is not on PyPI in a form that runs with Gymnasium (the PyPI pac
 is the 2021 gym version), and its code is not part of this repository. Point
 ``CLEANRL_PPO`` at its ppo.py (default: ``../cleanrl/cleanrl/ppo.py`` beside the
 project); it runs unmodified, over a thin classic-gym shim onto Gymnasium
-(tests/benchmarks/gym_shim). Both sides use CleanRL's defaults: 4 environments x 128
+(tests/benchmarks/gym_shim). The version that runs here is the last with argparse and the
+classic gym API, commit cf20043b (2023; ``git show cf20043b:cleanrl/ppo.py``); later ones
+read Gymnasium 0.29's ``final_info``, which Gymnasium 1.x no longer returns, so they log
+no episodes. Both sides use CleanRL's defaults: 4 environments x 128
 steps, lr 2.5e-4 annealed, 4 epochs x 4 minibatches, clip 0.2, entropy 0.01, 500k
 steps, seeds 1, 2, 3 (``BENCH_PPO_SEEDS``). Reported per seed: environment steps per
 second, and the step at which the mean return of the last 20 episodes first reaches 475;
