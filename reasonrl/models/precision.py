@@ -33,6 +33,14 @@ def native_bf16(device_type: str | None = None) -> bool:
     return False
 
 
+def cpu_kind() -> str:
+    """This CPU's fastest matmul extension: "AMX", "AVX512-BF16" (both multiply bf16
+    natively), "AVX512", "AVX2" or "older"."""
+    caps = torch.cpu.get_capabilities()
+    kinds = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512_f", "AVX512"), ("avx2", "AVX2"))
+    return next((label for key, label in kinds if caps.get(key)), "older")
+
+
 def resolve_dtype(dtype: str, device_type: str | None = None) -> str:
     """``"auto"`` → ``"bfloat16"`` where it is native, else ``"float32"``; others unchanged.
 

@@ -60,6 +60,12 @@ def reference_logprobs(
 
 def make_policy_engine(policy: Policy, section: RolloutSection, seed: int, max_len: int):
     """The rollout engine for this policy: vLLM on the base folder, or HF on the live model."""
+    if section.engine == "vllm":
+        log.info(
+            "vLLM engine: %s, weights %s",
+            {True: "eager", False: "compiled"}.get(section.enforce_eager, section.enforce_eager),
+            section.dtype,
+        )
     return make_engine(
         section.engine,
         policy.model,

@@ -56,9 +56,9 @@ class RolloutSection:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False  # always sample max_completion_length tokens (benchmarks)
-    # vLLM without torch.compile / CUDA graphs. auto = eager on CPU, where compiling
-    # takes ~80 s at start (2 cores) and then saves ~30% of decode time, so it pays
-    # after ~30 steps: set false for long CPU runs. Compiled on GPU (vLLM's default).
+    # vLLM without torch.compile / CUDA graphs. auto = compiled on GPU; on CPU compiled
+    # when the run is long enough for the compile to pay on this CPU kind (measured:
+    # reasonrl.trainers.start.COMPILE_PAYS_AFTER), else eager; recipe.yaml records which
     enforce_eager: bool | Literal["auto"] = "auto"
 
 

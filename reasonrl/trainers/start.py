@@ -1,10 +1,13 @@
-"""The start of every LLM trainer: resolve the recipe's ``auto`` precisions, start the Run."""
+"""The start of every LLM trainer: resolve the recipe's ``auto`` settings into what runs
+fastest on this machine (precisions, the engine's mode), start the Run."""
 
 from __future__ import annotations
 
 import logging
 
-from reasonrl.models.precision import resolve_bf16, resolve_dtype
+import torch
+
+from reasonrl.models.precision import cpu_kind, resolve_bf16, resolve_dtype
 from reasonrl.runtime import Run, RunConfig
 from reasonrl.trainers.recipe import Recipe
 
@@ -20,6 +23,27 @@ def resolve_precision(recipe: Recipe) -> None:
         log.info("precision: bf16 autocast %s, vLLM weights %s", recipe.train.bf16, recipe.rollout.dtype)
 
 
+# vLLM on CPU, compiled vs eager, at a GRPO step's rollout (2 prompts x 4 completions of
+# 128 tokens; `python -m tests.benchmarks engine_mode`): the steps after which compiling
+# has paid for its longer start, on a warm compile cache, per CPU kind. `auto` compiles a
+# run at least twice that long (the first start, on a cold cache, costs ~100 s more).
+COMPILE_PAYS_AFTER = {"AMX": 10, "AVX512-BF16": 10, "AVX2": 30}
+
+
+def resolve_engine_mode(recipe: Recipe) -> None:
+    """``rollout.enforce_eager: auto`` -> compiled on a GPU, and on a CPU when the run is
+    long enough for the compile to pay (``COMPILE_PAYS_AFTER``); eager otherwise."""
+    rollout = recipe.rollout
+    if rollout.engine != "vllm" or rollout.enforce_eager != "auto":
+        return
+    if torch.cuda.is_available():
+        rollout.enforce_eager = False
+        return
+    pays_after = COMPILE_PAYS_AFTER.get(cpu_kind())
+    rollout.enforce_eager = pays_after is None or recipe.train.max_steps < 2 * pays_after
+
+
 def start_run(recipe: Recipe) -> Run:
     resolve_precision(recipe)
+    resolve_engine_mode(recipe)
     return Run.start(RunConfig.of(recipe.train, bf16=bool(recipe.train.bf16)), record=recipe)

@@ -17,17 +17,14 @@ OUT = Path(__file__).resolve().parents[2] / "outputs" / "bench"
 def machine_kind() -> str:
     """The CPU and its fastest matmul extension, e.g. "AMD EPYC, AVX512-BF16, 2 cores"
     (bf16 is native with AMX or AVX512-BF16, emulated with AVX2 only)."""
-    import torch
+    from reasonrl.models.precision import cpu_kind
 
     name = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
         platform.processor() or "CPU",
     )  # fmt: skip
-    caps = torch.cpu.get_capabilities()
-    kinds = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512_f", "AVX512"), ("avx2", "AVX2"))
-    kind = next((label for key, label in kinds if caps.get(key)), "no AVX2")
-    return f"{name}, {kind}, {os.cpu_count()} cores"
+    return f"{name}, {cpu_kind()}, {os.cpu_count()} cores"
 
 
 def peak_rss_mib() -> float:

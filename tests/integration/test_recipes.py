@@ -82,3 +82,4 @@ def test_smollm2_recipe_runs(tmp_path, algorithm):
     assert ran["train"]["bf16"] is native_bf16()
     if ran["rollout"]["engine"] == "vllm":
         assert ran["rollout"]["dtype"] == ("bfloat16" if native_bf16() else "float32")
+        assert ran["rollout"]["enforce_eager"] is True  # 2 steps: too short for a compile to pay

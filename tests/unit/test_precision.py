@@ -45,3 +45,26 @@ def test_recipes_accept_auto_and_bools():
     assert recipe.train.bf16 == "auto" and recipe.rollout.dtype == "auto"
     over = load_recipe(Recipe, None, ["--train.bf16", "true", "--rollout.dtype", "float32"])
     assert over.train.bf16 is True and over.rollout.dtype == "float32"
+
+
+def test_the_engine_compiles_only_runs_long_enough_for_it_to_pay(monkeypatch):
+    """``rollout.enforce_eager: auto`` on a CPU: eager for a short run, compiled for one at
+    least twice as long as this CPU kind's measured break-even; explicit values are kept."""
+    from reasonrl.models.precision import cpu_kind
+    from reasonrl.trainers.recipe import Recipe
+    from reasonrl.trainers.start import COMPILE_PAYS_AFTER, resolve_engine_mode
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pays_after = COMPILE_PAYS_AFTER.get(cpu_kind())
+
+    def mode(steps: int, value="auto"):
+        recipe = Recipe()
+        recipe.train.max_steps, recipe.rollout.enforce_eager = steps, value
+        resolve_engine_mode(recipe)
+        return recipe.rollout.enforce_eager
+
+    assert mode(1) is True
+    assert mode(10_000) is (pays_after is None)  # a CPU kind never measured stays eager
+    if pays_after is not None:
+        assert mode(2 * pays_after - 1) is True and mode(2 * pays_after) is False
+    assert mode(1, False) is False and mode(10_000, True) is True
