@@ -81,8 +81,11 @@ def test_muzero_cartpole_reaches_475_within_30k_steps(tmp_path, seed):
 def test_storm_learns_cartpole_in_imagination(tmp_path):
     """4,000 real steps (1,000 of them random): the actor-critic, trained only on imagined
     rollouts, lifts the real return well above a random policy's (~22), the world model's
-    losses fall, and its imagined returns track the real ones."""
-    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, "--total_steps", "4000")
+    losses fall, and its imagined returns track the real ones. 16 x 16 latents (half the
+    time of the recipe's 32 x 32, which the long solve test runs): at 4,000 steps both
+    show the same signals."""
+    small = ["--groups", "16", "--classes", "16"]
+    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, "--total_steps", "4000", *small)
     rows = metrics(tmp_path)
     start, best = first_and_best(rows, "return_mean_20")
     trained = [r for r in rows if "wm/loss" in r]
@@ -101,12 +104,13 @@ def test_storm_learns_cartpole_in_imagination(tmp_path):
     assert corr[-1] > 0.5
 
 
-@pytest.mark.long  # about 9 minutes: `make test-long`
-def test_storm_cartpole_reaches_475_within_30k_steps(tmp_path):
-    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, *SOLVE)
+@pytest.mark.long  # about 9 minutes each: `make test-long`
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_storm_cartpole_reaches_475_within_30k_steps(tmp_path, seed):
+    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, "--seed", str(seed), *SOLVE)
     start, best = first_and_best(metrics(tmp_path), "return_mean_20")
     print(
-        f"STORM CartPole: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
+        f"STORM CartPole, seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
         f"475 reached at step {summary['solved_at']}"
     )
     assert summary["solved_at"] is not None and summary["solved_at"] <= 30_000
