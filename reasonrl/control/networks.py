@@ -135,6 +135,13 @@ class QNetwork(nn.Module):
         return self.net(torch.cat([obs, action], -1)).squeeze(-1)
 
 
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of [N, C, H, W] maps, at every pixel (DreamerV3's)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class ConvEncoder(nn.Module):
     """Images [..., H, W, C] (channels last, as Gymnasium returns them) -> a flat feature
     vector: one 3 x 3 convolution, then 4 x 4 stride-2 ones doubling the channels until the
@@ -144,11 +151,19 @@ class ConvEncoder(nn.Module):
     def __init__(self, shape: tuple[int, int, int], depth: int = 16):
         super().__init__()
         H, W, C = shape
-        layers: list[nn.Module] = [nn.Conv2d(C, depth, 3, padding=1), nn.SiLU()]
+        # each convolution normalised over its channels before the activation (DreamerV3):
+        # without it the features grow, the latent's softmax saturates within ~50 updates
+        # and the straight-through gradient it passes back vanishes (every MinAtar frame
+        # got the same code, and the decoder learnt the pixels' marginals: 12 nats a frame)
+        layers: list[nn.Module] = [nn.Conv2d(C, depth, 3, padding=1), ChannelNorm(depth), nn.SiLU()]
         self.sizes = [(H, W)]  # the spatial size after each stride-2 convolution's input
         channels = depth
         while min(H, W) > 6:
-            layers += [nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), nn.SiLU()]
+            layers += [
+                nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1),
+                ChannelNorm(2 * channels),
+                nn.SiLU(),
+            ]
             channels, H, W = 2 * channels, H // 2, W // 2
             self.sizes.append((H, W))
         self.net = nn.Sequential(*layers)
@@ -170,9 +185,10 @@ class ConvDecoder(nn.Module):
         channels = encoder.out_shape[0]
         self.start_shape = encoder.out_shape
         self.project = nn.Linear(in_features, encoder.out_features)
-        self.up = nn.ModuleList()
+        self.up, self.norms = nn.ModuleList(), nn.ModuleList()
         for _ in encoder.sizes[1:]:
             self.up.append(nn.ConvTranspose2d(channels, channels // 2, 4, stride=2, padding=1))
+            self.norms.append(ChannelNorm(channels // 2))
             channels //= 2
         self.sizes = encoder.sizes[-2::-1]  # the output size of each transposed convolution
         self.head = nn.Conv2d(channels, channels_out, 3, padding=1)
@@ -180,6 +196,6 @@ class ConvDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = F.silu(self.project(x)).reshape(-1, *self.start_shape)
-        for up, size in zip(self.up, self.sizes, strict=True):
-            x = F.silu(up(x, output_size=size))
+        for up, norm, size in zip(self.up, self.norms, self.sizes, strict=True):
+            x = F.silu(norm(up(x, output_size=size)))
         return self.head(x).permute(0, 2, 3, 1).reshape(*lead, *x.shape[-2:], -1)

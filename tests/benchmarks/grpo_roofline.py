@@ -15,8 +15,8 @@ this machine), its per-phase seconds, and what this machine could do at best:
                 max(bytes / bandwidth, FLOPs / GEMM) per step, summed
     update      LoRA: forward 2 N and input gradients 2 N FLOPs per token (no weight
                 gradients for frozen matrices), over the real tokens of every row
-    sync        the adapted matrices read in fp32 and written in the engine's type, plus
-                the merged copy: bytes / bandwidth
+    sync        ΔW = B A for every adapted matrix (2 r FLOPs a weight) and W + ΔW made in
+                fp32, then copied into the engine's type: max(bytes / bandwidth, FLOPs / GEMM)
 
 N counts the matmul weights a token meets (the tied embedding counts once, as the
 output head). The ratio measured / limit says how far each phase is from what the
@@ -82,6 +82,7 @@ def model_counts() -> dict:
         "layer_params": layers * per_layer,
         "adapted_params": layers * per_layer,  # LoRA on every projection: each is merged and pushed
         "lora_params": lora,
+        "lora_r": lora_r,
         "kv_values_per_token": 2 * layers * kv,
         "layers": layers,
         "d_model": d,
@@ -107,9 +108,11 @@ def limits(run: dict, machine: dict, counts: dict, prompts: int, generations: in
     # update: forward + input gradients over every real token (LoRA: frozen weights get none)
     tokens = rows * (prompt + completion)
     update = 4 * N * tokens / gemm_train
-    # sync: W (fp32) and the adapter read, W + ΔW written, then copied into the engine's type
+    # sync: ΔW = B A for every adapted matrix (2 r FLOPs per weight, fp32), W read and
+    # W + ΔW written in fp32, then read again and copied into the engine's type
     adapted = counts["adapted_params"]
-    sync = (adapted * (4 + 4) + adapted * engine_bytes + adapted * engine_bytes) / bw
+    sync_bytes = adapted * (4 + 4 + 4 + engine_bytes)
+    sync = max(sync_bytes / bw, 2 * counts["lora_r"] * adapted / machine["gemm_fp32"])
     return {
         "generate": prefill + decode,
         "update": update,
