@@ -31,7 +31,8 @@ RECONSTRUCTION = {"vector": "symlog", "binary": "bernoulli", "pixels": "mse"}
 
 
 def observation_kind(shape: tuple[int, ...], dtype) -> str:
-    """ "vector" (shape [D]), "binary" (a bool image [H, W, C]) or "pixels" (any other image)."""
+    """The kind of observation: "vector" ([D]), "binary" (a bool image [H, W, C]) or "pixels"
+    (any other image)."""
     if len(shape) == 1:
         return "vector"
     if len(shape) == 3:
