@@ -1,4 +1,4 @@
-"""LLM PPO and the CartPole PPO agent resume from their checkpoints."""
+"""LLM PPO and the control agents (PPO, MuZero, STORM on pixels) resume from their checkpoints."""
 
 import json
 import shutil
@@ -73,3 +73,23 @@ def test_muzero_resumes_from_its_checkpoint(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 1600 and 800 in steps
     assert (out / "final" / "agent.safetensors").exists() and (out / "return_curve.png").exists()
     assert verify(out / "checkpoints" / "checkpoint-001600") is None
+
+
+def test_storm_on_pixel_frames_runs_and_resumes(tmp_path):
+    """STORM end to end on MinAtar's 10 x 10 binary frames (convolutional world model,
+    bool replay, acting from frames), saving and resuming like the other agents."""
+    out = tmp_path / "run"
+    options = ["--output_dir", str(out), "--total_steps", "800", "--save_every", "400"]
+    options += ["--learning_starts", "200", "--groups", "8", "--classes", "8", "--imagine_batch", "16"]
+    options += ["--batch_size", "4", "--batch_length", "16", "--log_every", "20", *QUIET]
+    recipe = "recipes/control/storm-minatar-breakout.yaml"
+    cli("control", recipe, *options)
+    first = metrics(out)
+    assert any("wm/reconstruction" in r for r in first)
+    shutil.rmtree(out / "checkpoints" / "checkpoint-000800")
+    shutil.rmtree(out / "final")
+    summary = json.loads(cli("control", recipe, *options, "--resume").stdout.splitlines()[-1])
+    assert summary["steps"] == 800 and "resumed from" in (out / "train.log").read_text()
+    steps = [r["step"] for r in metrics(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == 800
+    assert (out / "final" / "agent.safetensors").exists() and (out / "return_curve.png").exists()
