@@ -25,17 +25,21 @@ def resolve_precision(recipe: Recipe) -> None:
 
 # vLLM on CPU, compiled vs eager, at a GRPO step's rollout (2 prompts x 4 completions of
 # 128 tokens; `python -m tests.benchmarks engine_mode`): the steps after which compiling
-# has paid for its longer start, on a warm compile cache, per CPU kind. `auto` compiles a
-# run at least twice that long (the first start, on a cold cache, costs ~100 s more).
-COMPILE_PAYS_AFTER = {"AMX": 10, "AVX512-BF16": 10, "AVX2": 30}
+# has paid for its longer start on a warm compile cache, per CPU kind. AVX512-BF16
+# (2026-12-06): start 17.7 s vs 10.1, a rollout 1.96 s vs 2.30: 22 steps (85 on a cold
+# cache, whose start is 43 s). AVX2 (docs/performance.md): start 32 s vs 12, a rollout
+# 4.86 s vs 5.45: 34 steps. AMX: not measured here, taken as AVX512-BF16 (both bf16
+# native; compiled was 1.4x eager there in the GRPO bench). `auto` compiles a run at
+# least twice that long, so the first, cold start is paid back too.
+COMPILE_PAYS_AFTER = {"AMX": 22, "AVX512-BF16": 22, "AVX2": 34}
 
 
 def resolve_engine_mode(recipe: Recipe) -> None:
     """``rollout.enforce_eager: auto`` -> compiled on a GPU, and on a CPU when the run is
     long enough for the compile to pay (``COMPILE_PAYS_AFTER``); eager otherwise."""
     rollout = recipe.rollout
-    if rollout.engine != "vllm" or rollout.enforce_eager != "auto":
-        return
+    if rollout.engine != "vllm" or rollout.enforce_eager != "auto" or recipe.algorithm == "sft":
+        return  # (SFT samples nothing)
     if torch.cuda.is_available():
         rollout.enforce_eager = False
         return
