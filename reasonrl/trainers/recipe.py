@@ -26,7 +26,10 @@ RENAMED = {  # keys of earlier versions -> today's, so an old recipe gets a clea
 @dataclass
 class ModelSection:
     name: str = "smollm2-135m-instruct"  # a reasonrl.models.load name, local folder or hub id
-    dtype: Literal["float32", "bfloat16"] = "float32"  # master weights; see train.bf16 for autocast
+    # the trainer's weights; see train.bf16 for autocast. auto: a LoRA run's frozen base in
+    # bfloat16 where it is native (half the memory, no per-pass casts; the adapter stays
+    # fp32), float32 otherwise and for full fine-tuning (fp32 master weights)
+    dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     trust_remote_code: bool = False  # only when the recipe's author says so
     lora: LoraConfig | None = None  # train a LoRA adapter instead of all weights
 

@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from reasonrl.models.precision import cpu_kind, resolve_bf16, resolve_dtype
+from reasonrl.models.precision import cpu_kind, native_bf16, resolve_bf16, resolve_dtype
 from reasonrl.runtime import Run, RunConfig
 from reasonrl.trainers.recipe import Recipe
 
@@ -18,9 +18,16 @@ def resolve_precision(recipe: Recipe) -> None:
     """Turn the recipe's ``auto`` precisions into what this machine runs fast, in place, so
     the run's recipe.yaml says what ran."""
     recipe.train.bf16 = resolve_bf16(recipe.train.bf16)
+    if recipe.model.dtype == "auto":  # only LoRA: a full fine-tune needs fp32 master weights
+        recipe.model.dtype = "bfloat16" if recipe.model.lora is not None and native_bf16() else "float32"
     if recipe.rollout.engine == "vllm":  # vLLM takes the GPU when there is one
         recipe.rollout.dtype = resolve_dtype(recipe.rollout.dtype)
-        log.info("precision: bf16 autocast %s, vLLM weights %s", recipe.train.bf16, recipe.rollout.dtype)
+        log.info(
+            "precision: trainer weights %s, bf16 autocast %s, vLLM weights %s",
+            recipe.model.dtype,
+            recipe.train.bf16,
+            recipe.rollout.dtype,
+        )
 
 
 # vLLM on CPU, compiled vs eager, at a GRPO step's rollout (2 prompts x 4 completions of

@@ -48,13 +48,27 @@ def _gradients(model, inputs, cfg, autocast) -> tuple[float, torch.Tensor]:
     return loss.item(), torch.cat(grads)
 
 
-def test_bf16_autocast_update_matches_fp32_within_tolerance():
-    model, tokenizer = load("smollm2-135m-instruct")
+def _lora_model(dtype: str):
+    model, tokenizer = load("smollm2-135m-instruct", dtype=dtype)
     model = wrap_lora(model, LoraConfig(r=16, lora_alpha=32))
     torch.manual_seed(0)
     for name, p in model.named_parameters():
         if "lora_B" in name:
             p.data.normal_(0, 0.01)
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("base", ["float32", "bfloat16"])
+def test_bf16_update_matches_fp32_within_tolerance(base):
+    """bf16 autocast on the fp32 base (``train.bf16: auto``), and on a bf16 base (``model.dtype:
+    auto`` with LoRA): against the all-fp32 update."""
+    reference, tokenizer = _lora_model("float32")
+    model, _ = _lora_model(base)
+    adapters = {n: p for n, p in reference.named_parameters() if p.requires_grad}
+    with torch.no_grad():  # the same adapter on both (fp32 in both)
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(adapters[name])
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
                                              add_generation_prompt=True) for q, _ in ROWS]  # fmt: skip
     prompt_ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
@@ -67,24 +81,25 @@ def test_bf16_autocast_update_matches_fp32_within_tolerance():
     )  # fmt: skip
     inputs = StepInputs(rollouts, torch.tensor([1.0, -1.0, 1.0, -1.0]), rollouts.loss_mask, None, None)
     cfg = GRPOSection()
-    loss32, grad32 = _gradients(model, inputs, cfg, contextlib.nullcontext())
-    loss16, grad16 = _gradients(model, inputs, cfg, torch.autocast("cpu", dtype=torch.bfloat16))
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    loss32, grad32 = _gradients(reference, inputs, cfg, contextlib.nullcontext())
+    loss16, grad16 = _gradients(model, inputs, cfg, bf16)
     cosine = torch.nn.functional.cosine_similarity(grad32, grad16, dim=0).item()
     norm_error = ((grad16 - grad32).norm() / grad32.norm()).item()
     with torch.no_grad():
-        logp32 = completion_logprobs(model, rollouts, cfg.temperature)[0]
+        logp32 = completion_logprobs(reference, rollouts, cfg.temperature)[0]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logp16 = completion_logprobs(model, rollouts, cfg.temperature)[0].float()
     mask = rollouts.loss_mask
     gap = (logp16 - logp32)[mask].abs()
     sequence_gap = ((logp16 - logp32) * mask).sum(1).abs().max().item()
     print(
-        f"bf16 vs fp32 update: token log-prob error mean {gap.mean():.4f}, max {gap.max():.3f} nats "
-        f"(a whole completion's: {sequence_gap:.3f}); loss {loss16:.6f} vs {loss32:.6f}; gradient "
+        f"bf16 update ({base} base) vs fp32: token log-prob error mean {gap.mean():.4f}, max {gap.max():.3f} "
+        f"nats (a whole completion's: {sequence_gap:.3f}); loss {loss16:.6f} vs {loss32:.6f}; gradient "
         f"cosine {cosine:.5f}, relative error {norm_error:.4f}"
     )
     # bf16 keeps 8 significant bits: 0.4% of a logit of ~20 is 0.08 nats; measured on
-    # AVX512-BF16: mean 0.036, a completion 0.41, cosine 0.9995, relative error 0.052
+    # AVX512-BF16 (fp32 base): mean 0.036, a completion 0.41, cosine 0.9995, relative error 0.052
     assert gap.mean() < 0.1 and sequence_gap < 2.0
     # on-policy the loss is -Σ A / tokens whatever the log-probs (ratio 1): equal to rounding
     assert abs(loss16 - loss32) <= 1e-3 * max(abs(loss32), 1e-3)

@@ -80,6 +80,8 @@ def test_smollm2_recipe_runs(tmp_path, algorithm):
     # the saved recipe says which precision ran: `auto` resolved for this machine
     ran = yaml.safe_load((out / "recipe.yaml").read_text())
     assert ran["train"]["bf16"] is native_bf16()
+    if algorithm == "grpo":  # model.dtype: auto, LoRA: the frozen base in bf16 where native
+        assert ran["model"]["dtype"] == ("bfloat16" if native_bf16() else "float32")
     if ran["rollout"]["engine"] == "vllm":
         assert ran["rollout"]["dtype"] == ("bfloat16" if native_bf16() else "float32")
         assert ran["rollout"]["enforce_eager"] is True  # 2 steps: too short for a compile to pay
