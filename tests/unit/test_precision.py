@@ -47,6 +47,18 @@ def test_recipes_accept_auto_and_bools():
     assert over.train.bf16 is True and over.rollout.dtype == "float32"
 
 
+def test_auto_model_dtype_is_bf16_only_for_a_lora_base_where_native(cpu):
+    from reasonrl.trainers.start import resolve_precision
+
+    lora = load_recipe(Recipe, ROOT / "recipes/gsm8k/grpo-smollm2.yaml")
+    full = load_recipe(Recipe, ROOT / "recipes/gsm8k/grpo-smollm2.yaml", ["--model.lora", "null"])
+    assert lora.model.dtype == "auto" and full.model.lora is None
+    resolve_precision(lora)
+    resolve_precision(full)
+    assert lora.model.dtype == ("bfloat16" if cpu else "float32")
+    assert full.model.dtype == "float32"  # full fine-tuning keeps fp32 master weights
+
+
 def test_the_engine_compiles_only_runs_long_enough_for_it_to_pay(monkeypatch):
     """``rollout.enforce_eager: auto`` on a CPU: eager for a short run, compiled for one at
     least twice as long as this CPU kind's measured break-even; explicit values are kept."""
