@@ -31,7 +31,7 @@ test-fast: $(STAMP)  ## the quick tier only (no tests marked slow)
 test-slow: $(STAMP)  ## the slow tier only: learning, 2-process and long integration tests
 	$(PYTEST) tests --ignore=tests/benchmarks -m "slow and not long" --durations=15
 
-test-long: $(STAMP)  ## the long tier CI leaves out: every SmolLM2 recipe end to end
+test-long: $(STAMP)  ## the long tier CI leaves out: SmolLM2 recipes end to end, extra seeds, STORM solves and MinAtar
 	$(PYTEST) tests --ignore=tests/benchmarks -m long --durations=15
 
 lint: $(STAMP)
