@@ -21,17 +21,26 @@ def first_and_best(rows, key):
     return values[0], max(values)
 
 
+def solve(name: str, recipe: str, out, seed: int, budget: int) -> list[dict]:
+    """Run ``recipe`` with ``seed`` until CartPole's 20-episode mean reaches 475, print the
+    start, best and the step it was reached at, assert it was within ``budget`` steps;
+    the run's metric rows, for what else a test checks."""
+    summary = run(recipe, out, "--seed", str(seed), *SOLVE)
+    rows = metrics(out)
+    start, best = first_and_best(rows, "return_mean_20")
+    print(
+        f"{name} CartPole seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
+        f"475 reached at step {summary['solved_at']}"
+    )
+    assert summary["solved_at"] is not None and summary["solved_at"] <= budget
+    return rows
+
+
 @pytest.mark.parametrize(  # seeds 2 and 3 in `make test-long`: CI's minutes went to MuZero and STORM
     "seed", [1, pytest.param(2, marks=pytest.mark.long), pytest.param(3, marks=pytest.mark.long)]
 )
 def test_ppo_cartpole_reaches_475_within_150k_steps(tmp_path, seed):
-    summary = run("recipes/control/ppo-cartpole.yaml", tmp_path, "--seed", str(seed), *SOLVE)
-    start, best = first_and_best(metrics(tmp_path), "return_mean_20")
-    print(
-        f"PPO CartPole seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
-        f"475 reached at step {summary['solved_at']}"
-    )
-    assert summary["solved_at"] is not None and summary["solved_at"] <= 150_000
+    solve("PPO", "recipes/control/ppo-cartpole.yaml", tmp_path, seed, 150_000)
 
 
 def test_impala_cartpole_reaches_400_within_500k_steps_with_2_actors(tmp_path):
@@ -63,18 +72,13 @@ def test_sac_pendulum_reaches_minus_250_within_20k_steps(tmp_path):
     "seed", [1, pytest.param(2, marks=pytest.mark.long), pytest.param(3, marks=pytest.mark.long)]
 )
 def test_muzero_cartpole_reaches_475_within_30k_steps(tmp_path, seed):
-    summary = run("recipes/control/muzero-cartpole.yaml", tmp_path, "--seed", str(seed), *SOLVE)
-    rows = metrics(tmp_path)
-    start, best = first_and_best(rows, "return_mean_20")
+    rows = solve("MuZero", "recipes/control/muzero-cartpole.yaml", tmp_path, seed, 30_000)
     trained = [r for r in rows if "value_loss" in r]
     first, last = trained[0], trained[-1]
     print(
-        f"MuZero CartPole seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
-        f"475 reached at step {summary['solved_at']}; "
-        f"reward loss {first['reward_loss']:.4f} -> {last['reward_loss']:.4f}, "
+        f"MuZero: reward loss {first['reward_loss']:.4f} -> {last['reward_loss']:.4f}, "
         f"policy loss {first['policy_loss']:.3f} -> {last['policy_loss']:.3f}"
     )
-    assert summary["solved_at"] is not None and summary["solved_at"] <= 30_000
     assert last["reward_loss"] < first["reward_loss"]  # the learned model predicts the rewards better
 
 
@@ -114,13 +118,7 @@ def test_storm_learns_cartpole_in_imagination(tmp_path):
     ],
 )
 def test_storm_cartpole_reaches_475_within_30k_steps(tmp_path, seed):
-    summary = run("recipes/control/storm-cartpole.yaml", tmp_path, "--seed", str(seed), *SOLVE)
-    start, best = first_and_best(metrics(tmp_path), "return_mean_20")
-    print(
-        f"STORM CartPole, seed {seed}: mean return (20 episodes) {start:.1f} -> best {best:.1f}; "
-        f"475 reached at step {summary['solved_at']}"
-    )
-    assert summary["solved_at"] is not None and summary["solved_at"] <= 30_000
+    solve("STORM", "recipes/control/storm-cartpole.yaml", tmp_path, seed, 30_000)
 
 
 def test_control_run_outputs(tmp_path):
