@@ -145,8 +145,15 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM
 
+    from reasonrl.models import attention
+
     folder = model_folder(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(
         folder, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
     )
+    if model.config._attn_implementation == "sdpa":  # on CPU the GEMM form is faster to train
+        try:
+            model.set_attn_implementation(attention.register())
+        except (ValueError, NotImplementedError) as err:  # a model that takes no custom attention
+            log.debug("keeping SDPA attention: %s", err)
     return model, load_tokenizer(folder, trust_remote_code=trust_remote_code)

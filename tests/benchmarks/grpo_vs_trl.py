@@ -117,6 +117,7 @@ def trl_side() -> dict:
     # native): equal precision; BENCH_TRL_BASE_DTYPE=float32 gives TRL the fp32 base
     base = os.environ.get("BENCH_TRL_BASE_DTYPE", "bfloat16" if use_bf16() else "float32")
     model, tokenizer = load("smollm2-135m-instruct", dtype=base)
+    model.set_attn_implementation("sdpa")  # as a TRL user loads it (reasonrl picks its own)
     args = GRPOConfig(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=MICRO,

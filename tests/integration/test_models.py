@@ -39,6 +39,7 @@ def test_embedded_safetensors_equal_gguf_logits(smollm_dir):
 
     model, tokenizer = load("smollm2-135m-instruct")
     gguf_model, gguf_tokenizer = load_from_gguf(torch.float32)
+    gguf_model.set_attn_implementation(model.config._attn_implementation)  # the same arithmetic
     text = "A baker fills 14 trays with 9 rolls each. How many rolls are there?"
     ids = tokenizer(text, return_tensors="pt").input_ids
     assert torch.equal(ids, gguf_tokenizer(text, return_tensors="pt").input_ids)
