@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from reasonrl.models.precision import resolve_dtype
+from reasonrl.rollout import vllm_cpu_sampler
 from reasonrl.rollout.batch import Rollouts
 from reasonrl.rollout.engine import Prompt, SamplingConfig, cut_at_stop, encode_prompts
-from reasonrl.rollout import vllm_cpu_sampler
 from reasonrl.rollout.vllm_cpu_kernels import ir_op_priority
 
 log = logging.getLogger(__name__)
