@@ -14,6 +14,8 @@ import torch
 from reasonrl.losses._checks import check_float
 from reasonrl.losses.policy import entropy_from_logits
 
+_LOG2E, _LN2 = 1.4426950408889634, 0.6931471805599453
+
 
 class _TokenLogprobs(torch.autograd.Function):
     """z_k / τ − logsumexp(z / τ), keeping one [..., V] tensor (the logits) for backward.
@@ -115,18 +117,26 @@ def _linear_token_logprobs_chunked(
     logp = hidden.new_empty(T, dtype=acc)
     entropy = hidden.new_empty(T, dtype=acc) if with_entropy else None
     jacobian = torch.empty_like(hidden, dtype=acc) if with_jacobian else None
+    buffer = None  # the chunks' probabilities, allocated once (16 MiB: with glibc's malloc a
+    # fresh one per chunk is fresh pages to fault in, every time)
     for start in range(0, T, chunk):
         end = min(start + chunk, T)
+        # the softmax in base 2 (exp2 is several times faster than exp on CPUs):
+        # z ← (logits / τ) · log2 e − max, p ∝ 2^z, log p = (z − log2 Σ 2^z) · ln 2
         z = torch.nn.functional.linear(hidden[start:end], weight, bias).to(acc)
-        if temperature != 1.0:
-            z.div_(temperature)
+        z.mul_(_LOG2E / temperature)
+        z.sub_(z.amax(dim=-1, keepdim=True))
+        if buffer is None:
+            buffer = torch.empty((min(chunk, T), z.shape[-1]), dtype=acc)
+        p = torch.exp2(z, out=buffer[: end - start])
+        total = p.sum(dim=-1, keepdim=True)
+        log2_total = total.log2()
         tokens = index[start:end].unsqueeze(-1)
-        z.sub_(torch.logsumexp(z, dim=-1, keepdim=True))  # log p, in place
-        logp[start:end] = z.gather(-1, tokens).squeeze(-1)
+        logp[start:end] = (z.gather(-1, tokens) - log2_total).squeeze(-1) * _LN2
         if with_entropy or with_jacobian:
-            p = z.exp()
+            p.div_(total)
             if with_entropy:
-                entropy[start:end] = -torch.linalg.vecdot(p, z)
+                entropy[start:end] = (log2_total.squeeze(-1) - torch.linalg.vecdot(p, z)) * _LN2
             if with_jacobian:
                 expected = (p.to(weight.dtype) @ weight).to(acc)  # Σ_v p_v W_v
                 jacobian[start:end] = (weight[index[start:end]].to(acc) - expected).div_(temperature)
