@@ -54,7 +54,9 @@ class RolloutSection:
     # vLLM weights; auto = bfloat16 where the hardware has it natively, else float32
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_model_len: int = 1024
-    kv_cache_gib: float = 2  # vLLM KV cache on CPU, GiB (fractions allowed)
+    # vLLM KV cache on CPU, GiB (fractions allowed). auto = what one step's sequences can
+    # hold at max_model_len (GRPO, PPO; reasonrl.trainers.policy.kv_cache_size), else 2
+    kv_cache_gib: float | Literal["auto"] = "auto"
     gpu_memory_utilization: float = 0.3
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)

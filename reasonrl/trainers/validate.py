@@ -40,7 +40,7 @@ RANGES = {
     "train.save_total_limit": _at_least_one,
     "train.completions_to_log": _non_negative,
     "rollout.max_model_len": _at_least_one,
-    "rollout.kv_cache_gib": _positive,
+    "rollout.kv_cache_gib": (lambda v: v == "auto" or v > 0, "a number > 0 or auto"),
     "rollout.top_p": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "rollout.gpu_memory_utilization": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "grpo.prompts_per_step": _at_least_one,

@@ -13,8 +13,8 @@ allocator its command picks (``reasonrl.allocator``: tcmalloc when installed), T
 the system's, as each runs for its users. TRL generates with HF
 generate on CPU (its vLLM paths need a GPU or a server); reasonrl generates with its
 in-process vLLM engine (weights in the machine's fast type, ``auto``: bf16 with
-AMX/AVX512-BF16, else fp32; 0.25 GiB KV cache: 8 sequences of at most ~400 tokens need
-70 MiB in bf16, 141 MiB in fp32 at 45 KiB per token). TRL keeps its GRPOConfig default
+AMX/AVX512-BF16, else fp32; the KV cache the recipe's ``auto`` sizes for one step: 8
+sequences of up to 1024 tokens, 0.18 GiB in bf16). TRL keeps its GRPOConfig default
 of gradient checkpointing on (less activation memory, the forward computed twice);
 ``BENCH_TRL_GRADIENT_CHECKPOINTING=0`` turns it off. reasonrl does not checkpoint (its
 shared-prompt cache needs the keys and values kept). At natural lengths reasonrl runs
@@ -206,8 +206,6 @@ def reasonrl_side(compiled: bool = False) -> dict:
             str(use_bf16()).lower(),
             "--micro_batch_size",
             str(MICRO),
-            "--kv_cache_gib",
-            "0.25",
             "--save_steps",
             "0",
             "--report_to",

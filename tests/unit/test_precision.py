@@ -80,3 +80,17 @@ def test_the_engine_compiles_only_runs_long_enough_for_it_to_pay(monkeypatch):
     if pays_after is not None:
         assert mode(2 * pays_after - 1) is True and mode(2 * pays_after) is False
     assert mode(1, False) is False and mode(10_000, True) is True
+
+
+def test_kv_cache_auto_holds_one_steps_sequences():
+    """``rollout.kv_cache_gib: auto``: every sequence of a step at max_model_len, in the
+    engine's type, block-rounded; SmolLM2-135M keeps 23,040 bytes a token in bf16."""
+    from types import SimpleNamespace
+
+    from reasonrl.trainers.policy import kv_cache_size
+
+    smollm2 = SimpleNamespace(num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3)
+    gib = kv_cache_size(smollm2, "bfloat16", sequences=8, max_model_len=1024)
+    assert gib * 2**30 == 8 * (1024 + 32) * 23_040
+    assert kv_cache_size(smollm2, "float32", 8, 1024) == 2 * gib
+    assert 0.18 < gib < 0.19  # against the 2 GiB an unsized engine is given
