@@ -71,7 +71,9 @@ def kv_cache_size(config, dtype: str, sequences: int, max_model_len: int, block:
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * torch.finfo(getattr(torch, dtype)).bits // 8
+    per_token = (
+        2 * config.num_hidden_layers * kv_heads * head_dim * torch.finfo(getattr(torch, dtype)).bits // 8
+    )
     tokens = sequences * (max_model_len + block)
     return tokens * per_token / 2**30
 

@@ -89,7 +89,9 @@ def test_kv_cache_auto_holds_one_steps_sequences():
 
     from reasonrl.trainers.policy import kv_cache_size
 
-    smollm2 = SimpleNamespace(num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3)
+    smollm2 = SimpleNamespace(
+        num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3
+    )
     gib = kv_cache_size(smollm2, "bfloat16", sequences=8, max_model_len=1024)
     assert gib * 2**30 == 8 * (1024 + 32) * 23_040
     assert kv_cache_size(smollm2, "float32", 8, 1024) == 2 * gib
