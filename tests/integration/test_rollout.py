@@ -272,6 +272,9 @@ def test_vllm_cpu_engine_samples_the_models_distribution(tiny, vllm_fp32):
     model, tokenizer = tiny
     sampler = vllm_fp32.llm.llm_engine.model_executor.driver_worker.model_runner.sampler.topk_topp_sampler
     assert sampler.forward.func is vllm_cpu_sampler._sample
+    from vllm.v1.sample import sampler as sampler_module  # the sampled token's rank, not compiled
+
+    assert sampler_module.batched_count_greater_than is vllm_cpu_sampler._count_greater_or_equal
     temperature, draws = 0.5, 3000
     batch = vllm_fp32.generate(["1+1="], SamplingConfig(n=draws, temperature=temperature, max_tokens=1))
     ids = torch.tensor(tokenizer("1+1=", add_special_tokens=False).input_ids)[None]
