@@ -130,11 +130,13 @@ def _base_name(name: str) -> str:
 
 @torch.no_grad()
 def _merged_weight(module) -> torch.Tensor:
-    """W + Σ ΔW over ``module``'s active adapters, in a new tensor (plain LoRA only)."""
+    """W + Σ s B A over ``module``'s active adapters, in a new fp32 tensor (plain LoRA
+    only): one copy of W and one fused multiply-add per adapter (``addmm_``), rounded to
+    the engine's type once, when it loads it."""
     weight = module.get_base_layer().weight
     if module.merged or module.disable_adapters:  # ΔW in place already (merge_adapter), or off
         return weight.detach()
-    merged = weight.detach().clone()
+    merged = weight.detach().to(torch.float32, copy=True)
     for adapter in module.active_adapters:
         if adapter not in module.lora_A:
             continue
@@ -143,5 +145,9 @@ def _merged_weight(module) -> torch.Tensor:
                 f"syncing adapter {adapter!r}: only plain LoRA is merged for the rollout engine "
                 "(no DoRA or other variants, no lora_bias)"
             )
-        merged += module.get_delta_weight(adapter).to(merged.dtype)
+        if getattr(module, "fan_in_fan_out", False):  # Conv1D layout (GPT-2): peft transposes ΔW
+            merged += module.get_delta_weight(adapter).float()
+            continue
+        A, B = module.lora_A[adapter].weight.float(), module.lora_B[adapter].weight.float()
+        merged.addmm_(B, A, alpha=module.scaling[adapter])
     return merged
