@@ -41,9 +41,12 @@ def wrap_lora(model, config: LoraConfig):
     model = get_peft_model(model, peft_config)
     from peft.tuners.lora import LoraLayer
 
+    from reasonrl.models import lora_fused
+
     for module in model.modules():
         if isinstance(module, LoraLayer):
             module.register_forward_pre_hook(_no_input_cast_under_autocast)
+    lora_fused.install(model)  # plain LoRA linears as one autograd node each
     return model
 
 
