@@ -55,7 +55,9 @@ def _plain_adapter(module) -> str | None:
     name = active[0]
     if name in getattr(module, "lora_variant", {}) or getattr(module, "lora_bias", {}).get(name):
         return None
-    if not isinstance(module.lora_dropout[name], torch.nn.Identity) or getattr(module, "fan_in_fan_out", False):
+    if not isinstance(module.lora_dropout[name], torch.nn.Identity) or getattr(
+        module, "fan_in_fan_out", False
+    ):
         return None
     return name
 

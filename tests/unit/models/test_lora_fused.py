@@ -50,7 +50,9 @@ def test_fused_lora_equals_peft(precision):
 
     assert all("forward" in m.__dict__ for m in model.modules() if type(m) is Linear)
     ids = torch.randint(3, 100, (3, 11), generator=torch.Generator().manual_seed(0))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision != "fp32" else contextlib.nullcontext()
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if precision != "fp32" else contextlib.nullcontext()
+    )
     ours = _run(model, ids, autocast)
     _peft_forward(model, on=False)
     theirs = _run(model, ids, autocast)
