@@ -14,7 +14,8 @@ this machine), its per-phase seconds, and what this machine could do at best:
                 and the batch's keys and values, and does 2 N FLOPs per sequence:
                 max(bytes / bandwidth, FLOPs / GEMM) per step, summed
     update      LoRA: forward 2 N and input gradients 2 N FLOPs per token (no weight
-                gradients for frozen matrices), over the real tokens of every row
+                gradients for frozen matrices), over each distinct prompt once (the G
+                completions of a prompt share its keys and values) and every completion
     sync        ΔW = B A for every adapted matrix (2 r FLOPs a weight) and W + ΔW made in
                 fp32, then copied into the engine's type: max(bytes / bandwidth, FLOPs / GEMM)
 
@@ -105,8 +106,9 @@ def limits(run: dict, machine: dict, counts: dict, prompts: int, generations: in
     for s in range(int(round(completion))):
         kv_bytes = rows * (prompt + s) * counts["kv_values_per_token"] * engine_bytes
         decode += max((weight_bytes + kv_bytes) / bw, 2 * N * rows / gemm_engine)
-    # update: forward + input gradients over every real token (LoRA: frozen weights get none)
-    tokens = rows * (prompt + completion)
+    # update: forward + input gradients over every token the trainer runs (LoRA: frozen
+    # weights get none): each distinct prompt once (the shared-prompt cache), every completion
+    tokens = prompts * prompt + rows * completion
     update = 4 * N * tokens / gemm_train
     # sync: ΔW = B A for every adapted matrix (2 r FLOPs per weight, fp32), W read and
     # W + ΔW written in fp32, then read again and copied into the engine's type
