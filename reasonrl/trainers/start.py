@@ -33,12 +33,12 @@ def resolve_precision(recipe: Recipe) -> None:
 # vLLM on CPU, compiled vs eager, at a GRPO step's rollout (2 prompts x 4 completions of
 # 128 tokens; `python -m tests.benchmarks engine_mode`): the steps after which compiling
 # has paid for its longer start on a warm compile cache, per CPU kind. AVX512-BF16
-# (2026-12-06): start 17.7 s vs 10.1, a rollout 1.96 s vs 2.30: 22 steps (85 on a cold
-# cache, whose start is 43 s). AVX2 (docs/performance.md): start 32 s vs 12, a rollout
-# 4.86 s vs 5.45: 34 steps. AMX: not measured here, taken as AVX512-BF16 (both bf16
-# native; compiled was 1.4x eager there in the GRPO bench). `auto` compiles a run at
-# least twice that long, so the first, cold start is paid back too.
-COMPILE_PAYS_AFTER = {"AMX": 22, "AVX512-BF16": 22, "AVX2": 34}
+# (2026-12-06, with the inverse-CDF sampler): start 16.1 s vs 8.3, a rollout 1.61 s vs
+# 2.15: 15 steps (earlier that day 22; a cold cache's start was 43 s). AVX2
+# (docs/performance.md): start 32 s vs 12, a rollout 4.86 s vs 5.45: 34 steps. AMX: not
+# measured here, taken as AVX512-BF16 (both bf16 native; compiled was 1.4x eager there in
+# the GRPO bench). `auto` compiles a run at least twice that long.
+COMPILE_PAYS_AFTER = {"AMX": 15, "AVX512-BF16": 15, "AVX2": 34}
 
 
 def resolve_engine_mode(recipe: Recipe) -> None:
