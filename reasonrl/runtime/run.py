@@ -57,6 +57,13 @@ def make_accelerator(**kwargs):
     from accelerate.state import AcceleratorState, PartialState
 
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    inherited = AcceleratorState._shared_state.get("_mixed_precision", "no")
+    if inherited != "no" and not deepspeed and "ACCELERATE_MIXED_PRECISION" not in os.environ:
+        # an earlier Accelerator in this process (a TRL trainer, say) left its mixed precision
+        # in accelerate's process-wide state: a new one would inherit it and run the model in
+        # autocast behind the recipe's back (reasonrl autocasts itself, as train.bf16 says)
+        log.warning("dropping mixed_precision=%s left by an earlier Accelerator in this process", inherited)
+        AcceleratorState._reset_state()
     accelerator = Accelerator(cpu=not torch.cuda.is_available() and not deepspeed, **kwargs)
     if deepspeed and dist.is_initialized() and accelerator.num_processes != dist.get_world_size():
         layout = {
