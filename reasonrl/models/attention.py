@@ -41,8 +41,8 @@ class _Attention(torch.autograd.Function):
     [B, Hkv, Tk, D], bias [B or 1, 1, 1, Tq, Tk] fp32 (0 or -inf, in base 2) or None.
 
     The softmax runs in base 2 (scores times log2 e, then ``exp2``): on these CPUs
-    ``exp2`` is 4x faster than ``exp``, which also slows down 5x on masked (very negative)
-    scores.
+    ``exp2`` is 3-4x faster than ``exp``, which also slows down 5x on masked (very
+    negative) scores.
     """
 
     @staticmethod

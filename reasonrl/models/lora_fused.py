@@ -65,7 +65,14 @@ def _plain_adapter(module) -> str | None:
 def _forward(self, x: Tensor, *args, **kwargs) -> Tensor:
     name = None if args or kwargs else _plain_adapter(self)
     base = self.get_base_layer()
-    if name is None or base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
+    if (
+        name is None
+        or base.weight.requires_grad
+        or (base.bias is not None and base.bias.requires_grad)
+        # DeepSpeed ZeRO-3 partitions parameters and gathers a module's own when it is
+        # called: peft calls the base layer and the adapters, this path reads them directly
+        or any(hasattr(p, "ds_id") for p in self.parameters())
+    ):
         return type(self).forward(self, x, *args, **kwargs)
     A, B = self.lora_A[name].weight, self.lora_B[name].weight
     if torch.is_autocast_enabled(x.device.type):  # the types autocast would give each matmul

@@ -75,3 +75,22 @@ def test_adapters_off_is_the_base_model():
         torch.testing.assert_close(off, on_base)
     with torch.no_grad():
         assert not torch.allclose(model(input_ids=ids).logits, on_base)
+
+
+def test_zero3_partitioned_layers_go_through_peft(monkeypatch):
+    """Under DeepSpeed ZeRO-3 (parameters carry ``ds_id``) a layer's weights are gathered
+    only when its modules are called, so the fused path, which reads them, steps aside."""
+    from peft.tuners.lora import Linear
+
+    from reasonrl.models import lora_fused
+
+    model = _model()
+    layer = next(m for m in model.modules() if type(m) is Linear)
+    calls = []
+    monkeypatch.setattr(lora_fused._LoraLinear, "apply", lambda *a: calls.append(a) or a[0])
+    x = torch.randn(2, 3, layer.in_features)
+    layer(x)
+    assert len(calls) == 1
+    layer.get_base_layer().weight.ds_id = 7  # what ZeRO-3 sets on the parameters it partitions
+    out = layer(x)
+    assert len(calls) == 1 and out.shape == (2, 3, layer.out_features)
