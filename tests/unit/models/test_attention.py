@@ -57,7 +57,8 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_attention_matches_sdpa(case, dtype):
+def test_attention_matches_sdpa(case, dtype, monkeypatch):
+    monkeypatch.setattr(attn, "DTYPES", (torch.float32, torch.bfloat16))  # fp32: the exact check
     B, H, kv_heads, q_len, k_len, mask = CASES[case]
     mask = mask()
     weights = torch.randn(B, q_len, H, 16, generator=torch.Generator().manual_seed(1))
@@ -73,24 +74,30 @@ def test_attention_matches_sdpa(case, dtype):
         assert error <= tol * max(scale, 1.0), f"d{name}: max error {error:.2e} (scale {scale:.2e})"
 
 
-def test_large_or_special_calls_go_to_sdpa(monkeypatch):
-    """Past ``MAX_SCORES``, with dropout or with extra terms the call is SDPA's, unchanged."""
+def test_large_fp32_or_special_calls_go_to_sdpa(monkeypatch):
+    """fp32 inputs, past ``MAX_SCORES``, with dropout or with extra terms the call is SDPA's,
+    unchanged; bf16 within the limit is this module's."""
     calls = []
     monkeypatch.setattr(
         "transformers.integrations.sdpa_attention.sdpa_attention_forward",
         lambda *a, **k: calls.append(k) or (None, None),
     )
-    q, k, v = _inputs(1, 2, 2, 4, 4, torch.float32)
+    q, k, v = _inputs(1, 2, 2, 4, 4, torch.bfloat16)
+    out, _ = attn.attention(_Layer(1), q, k, v, None)
+    assert out is not None and not calls
     attn.attention(_Layer(1), q, k, v, None, dropout=0.1)
     attn.attention(_Layer(1), q, k, v, None, softcap=30.0)
+    attn.attention(_Layer(1), *_inputs(1, 2, 2, 4, 4, torch.float32), None)
     monkeypatch.setattr(attn, "MAX_SCORES", 2 * 4 * 4 - 1)
     attn.attention(_Layer(1), q, k, v, None)
-    assert len(calls) == 3
+    assert len(calls) == 4
 
 
-def test_model_loads_with_it_and_gives_sdpa_logprobs_and_gradients():
+def test_model_loads_with_it_and_gives_sdpa_logprobs_and_gradients(monkeypatch):
     """The tiny Llama, loaded by ``reasonrl.models.load`` (which picks this attention on
-    CPU), gives the log-probs and LoRA-free gradients SDPA gives, on left-padded prompts."""
+    CPU), gives the log-probs and LoRA-free gradients SDPA gives, on left-padded prompts
+    (in fp32, made to take this path, for an exact comparison)."""
+    monkeypatch.setattr(attn, "DTYPES", (torch.float32,))
     model, tokenizer = load("tiny-llama")
     assert model.config._attn_implementation == attn.NAME
     prompts = [[5, 6, 7, 8, 9], [11, 12], [5, 6, 7, 8, 9]]
