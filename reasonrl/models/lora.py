@@ -39,25 +39,10 @@ def wrap_lora(model, config: LoraConfig):
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, peft_config)
-    from peft.tuners.lora import LoraLayer
-
     from reasonrl.models import lora_fused
 
-    for module in model.modules():
-        if isinstance(module, LoraLayer):
-            module.register_forward_pre_hook(_no_input_cast_under_autocast)
     lora_fused.install(model)  # plain LoRA linears as one autograd node each
     return model
-
-
-def _no_input_cast_under_autocast(module, args) -> None:
-    """peft casts a LoRA layer's input to the adapter's type (bf16 -> fp32 for fp32 adapters
-    on a bf16 base); under autocast the adapter's matmuls cast it straight back to bf16, so
-    the round trip (a copy of every adapted layer's input, and its backward) changes no
-    value: it is skipped then (8% of a GRPO micro-batch of SmolLM2 + LoRA in bf16)."""
-    x = args[0] if args else None
-    if isinstance(x, torch.Tensor):
-        module.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
 
 
 def merge_adapter(model, adapter) -> torch.nn.Module:

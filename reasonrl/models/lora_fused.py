@@ -2,7 +2,8 @@
 
 peft computes a LoRA layer as separate ops: the frozen layer, A, B, the scaling, the sum,
 each with its autograd node and, under autocast, a cast of A and B and of the output.
-Here the adapter's product is added into the frozen layer's output by one ``addmm_``; the
+Here the adapter's product is added into the frozen layer's output by one ``addmm_``, with
+no cast of the input to the adapter's type and back (peft's, under autocast); the
 backward computes only what training needs:
 
     g_xa = s · g B           (the adapter's small [T, r] intermediate)
@@ -71,7 +72,7 @@ def _forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         or (base.bias is not None and base.bias.requires_grad)
         # DeepSpeed ZeRO-3 partitions parameters and gathers a module's own when it is
         # called: peft calls the base layer and the adapters, this path reads them directly
-        or any(hasattr(p, "ds_id") for p in self.parameters())
+        or hasattr(base.weight, "ds_id")
     ):
         return type(self).forward(self, x, *args, **kwargs)
     A, B = self.lora_A[name].weight, self.lora_B[name].weight

@@ -221,7 +221,7 @@ def set_up(
     model, optimizer = run.prepare(module, optimizer)
     start = run.resume(model, optimizer, scheduler)
     acting = actor(run.accelerator.unwrap_model(model)) if actor is not None else None
-    prompts = -(-getattr(recipe, recipe.algorithm).prompts_per_step // run.world_size)  # this rank's
+    prompts = max(getattr(recipe, recipe.algorithm).prompts_per_step // run.world_size, 1)  # per rank
     engine, sampling = start_engine(run, policy, model, recipe, n, temperature, max_tokens, acting, prompts)
     env = make_environment(recipe)
     return OnPolicyRun(
