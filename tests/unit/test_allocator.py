@@ -94,3 +94,36 @@ def test_a_run_on_glibc_malloc_says_what_it_costs(tmp_path, monkeypatch):
     assert "1.3x as long at 1.3x the peak memory" in log
     found = allocator.wanted()  # installed but not preloaded here (in-process), or not installed
     assert (f"LD_PRELOAD={found[1]}" if found else "make system-deps") in log
+
+
+RELEASE = """
+import resource, sys
+from reasonrl import allocator
+allocator.preload()
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+blocks = [bytearray(100_000) for _ in range(3000)]  # 300 MB in the heap, below mmap's threshold
+sentinel = bytearray(100_000)  # keeps the heap's top in place: the blocks' pages stay mapped
+del blocks
+before = rss()
+allocator.release_free_memory()
+print(allocator.loaded(), before, rss(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("choice", ["system", "tcmalloc"])
+def test_free_pages_go_back_to_the_os_under_glibc_only(choice):
+    """glibc keeps a step's freed activations resident (malloc_trim returns them); tcmalloc
+    reuses them, and returning them would only fault them in again next step."""
+    if choice == "tcmalloc" and allocator.find("tcmalloc") is None:
+        pytest.skip("no tcmalloc library on this machine")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | {allocator.ENV: choice}
+    proc = subprocess.run([sys.executable, "-c", RELEASE], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    name, before, after = proc.stdout.split()
+    print(name, "resident MiB before / after the release:", before, after)
+    assert name == choice
+    if choice == "system":
+        assert int(before) - int(after) > 200
+    else:
+        assert int(before) - int(after) < 20
