@@ -145,7 +145,7 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reasonrl.models import attention
+    from reasonrl.models import attention, rmsnorm
 
     folder = model_folder(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(
@@ -156,4 +156,5 @@ def load(
             model.set_attn_implementation(attention.register())
         except (ValueError, NotImplementedError) as err:  # a model that takes no custom attention
             log.debug("keeping SDPA attention: %s", err)
+    rmsnorm.install(model)  # Llama-style norms as one autograd node each, on CPU
     return model, load_tokenizer(folder, trust_remote_code=trust_remote_code)

@@ -32,6 +32,19 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def stock_model(name: str, dtype: str = "float32"):
+    """``(model, tokenizer)`` as a TRL user loads them: transformers' own classes, attention
+    and norms (``reasonrl.models.load`` swaps in its CPU training kernels), from the same
+    local folder."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from reasonrl.models import load_tokenizer, model_folder
+
+    folder = model_folder(name)
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)), load_tokenizer(folder)
+
+
 def save(name: str, results: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     results = {

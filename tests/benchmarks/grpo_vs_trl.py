@@ -90,9 +90,9 @@ def trl_side() -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from reasonrl.data.templates import make_prompt
-    from reasonrl.models import load
     from reasonrl.rewards import build_reward
     from reasonrl.trainers.recipe import DataSection
+    from tests.benchmarks.common import stock_model
 
     items, source = problems(STEPS * PROMPTS)
     instruction = DataSection().instruction
@@ -116,8 +116,7 @@ def trl_side() -> dict:
     # the frozen base in the type reasonrl's recipe puts it in on this machine (bf16 where
     # native): equal precision; BENCH_TRL_BASE_DTYPE=float32 gives TRL the fp32 base
     base = os.environ.get("BENCH_TRL_BASE_DTYPE", "bfloat16" if use_bf16() else "float32")
-    model, tokenizer = load("smollm2-135m-instruct", dtype=base)
-    model.set_attn_implementation("sdpa")  # as a TRL user loads it (reasonrl picks its own)
+    model, tokenizer = stock_model("smollm2-135m-instruct", dtype=base)
     args = GRPOConfig(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=MICRO,

@@ -74,10 +74,10 @@ def trl_side() -> dict:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from reasonrl.models import load
+    from tests.benchmarks.common import stock_model
 
     data, source = rows()
-    model, tokenizer = load("smollm2-135m-instruct")
+    model, tokenizer = stock_model("smollm2-135m-instruct")
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=MICRO,
