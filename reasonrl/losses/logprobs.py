@@ -135,12 +135,12 @@ def _linear_token_logprobs_chunked(
         logp[start:end] = (z.gather(-1, tokens) - log2_total).squeeze(-1) * _LN2
         if with_entropy or with_jacobian:
             p.div_(total)
-            if with_entropy:
-                entropy[start:end] = (log2_total.squeeze(-1) - torch.linalg.vecdot(p, z)) * _LN2
-            if with_jacobian:
-                expected = (p.to(weight.dtype) @ weight).to(acc)  # Σ_v p_v W_v
-                jacobian[start:end] = (weight[index[start:end]].to(acc) - expected).div_(temperature)
-        del z
+        if with_entropy:
+            entropy[start:end] = (log2_total.squeeze(-1) - torch.linalg.vecdot(p, z)) * _LN2
+        del z  # before the product below: a chunk's peak is p and its copy in W's type
+        if with_jacobian:
+            expected = (p.to(weight.dtype) @ weight).to(acc)  # Σ_v p_v W_v
+            jacobian[start:end] = (weight[index[start:end]].to(acc) - expected).div_(temperature)
     return logp, entropy, jacobian
 
 
@@ -170,7 +170,9 @@ def linear_token_logprobs(
       tokens: token ids, [...] (long).
       temperature: τ; the log-probs are those of softmax(z / τ).
       with_entropy: also return the entropy of softmax(z / τ), without gradient.
-      chunk_size: tokens per chunk; default: about 16 MiB of float32 logits.
+      chunk_size: tokens per chunk; default: about 16 MiB of float32 logits (SmolLM2: 85
+        tokens; 170 ran the head of 512 tokens alone 138 -> 108 ms, but the GRPO bench's
+        steps no faster, at 80 MiB more peak memory).
     Returns:
       (log-probs [...], entropy [...] or None), float32 (float64 for float64 inputs).
     """
