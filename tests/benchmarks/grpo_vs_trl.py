@@ -32,8 +32,11 @@ and fixed lengths (EOS suppressed: every completion is 128 tokens on both sides,
 reasonrl runs every row: the same work, so the ratio is speed alone). Reported:
 completion tokens per second of training (completion tokens generated / wall-clock of
 the training loop, model loading excluded), seconds per step (the sampled lengths differ
-between the sides), end-to-end wall-clock, and peak resident memory. Target (issue 5):
-reasonrl >= 3x TRL's throughput at no more memory.
+between the sides), end-to-end wall-clock, and peak resident memory. Each half runs every
+side ``BENCH_GRPO_REPEATS`` times (default 2), the sides in turn, and compares each side's
+fastest run, at the highest peak memory of its runs: on these shared 2-core machines one
+4-step run of the same code varied by 10% (reasonrl 16.0 and 18.0 s ten minutes apart).
+Target (issue 22): reasonrl >= 4x TRL's throughput at no more memory.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ TRL_CHECKPOINTING = os.environ.get("BENCH_TRL_GRADIENT_CHECKPOINTING", "1") == "
 # AVX512-BF16), the recipe's default and what a TRL user on such a CPU turns on (TRL's own
 # default, bf16=True, would also emulate it on AVX2, many times slower); "0": fp32 both
 BF16 = os.environ.get("BENCH_GRPO_BF16", "auto")
+# runs of each side, taken in turn; the table shows each side's best (``best``)
+REPEATS = int(os.environ.get("BENCH_GRPO_REPEATS", 2))
 
 
 def use_bf16() -> bool:
@@ -244,10 +249,15 @@ def compare(fixed: bool) -> dict:
     from tests.benchmarks.common import machine_kind, run_side, table
 
     sides = ("trl", "reasonrl", "reasonrl-compiled")
-    results = {side: run_side("tests.benchmarks.grpo_vs_trl", side, *["--fixed"] * fixed) for side in sides}
+    runs = {side: [] for side in sides}
+    for _ in range(REPEATS):  # the sides in turn, so a slow spell of the machine hits all of them
+        for side in sides:
+            r = run_side("tests.benchmarks.grpo_vs_trl", side, *["--fixed"] * fixed)
+            r["tokens_per_second"] = r["completion_tokens"] / r["train_seconds"]
+            runs[side].append(r)
+    results = {side: best(rs) for side, rs in runs.items()}
     rows = []
     for side, r in results.items():
-        r["tokens_per_second"] = r["completion_tokens"] / r["train_seconds"]
         rows.append(
             {
                 "side": side,
@@ -255,6 +265,7 @@ def compare(fixed: bool) -> dict:
                 "mean length per step": " ".join(f"{x:.0f}" for x in r["mean_lengths"]),
                 "completion tokens": f"{r['completion_tokens']:.0f}",
                 "train s": f"{r['train_seconds']:.1f}",
+                "train s, every run": " ".join(f"{x['train_seconds']:.1f}" for x in runs[side]),
                 "tokens/s": f"{r['tokens_per_second']:.1f}",
                 "wall s": f"{r['wall_seconds']:.1f}",
                 "peak RSS MiB": f"{r['peak_rss_mib']:.0f}",
@@ -276,6 +287,14 @@ def compare(fixed: bool) -> dict:
         )
     extra = {"machine": machine_kind(), "bf16": use_bf16()}
     return {"results": results, **extra, **ratios.pop("reasonrl"), **ratios}
+
+
+def best(runs: list[dict]) -> dict:
+    """The run of highest throughput (noise on a shared machine only ever adds time: the
+    least disturbed run is the closest to the code's speed), with the highest peak memory
+    of all the runs."""
+    top = max(runs, key=lambda r: r["tokens_per_second"])
+    return {**top, "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "runs": len(runs)}
 
 
 def ratios_to_trl(results: dict, side: str) -> dict:
