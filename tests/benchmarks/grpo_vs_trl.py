@@ -25,11 +25,15 @@ counted in "wall s", not in the training loop).
 Prompts: the real GSM8K train split beside the project (``../shared/data/gsm8k``, or
 ``BENCH_GSM8K``), else the synthetic set in ``data/``; the tables name the source.
 
-Two runs of both sides: natural lengths (EOS ends a completion, as in training; the two
-policies learn at their own pace and their lengths follow; reasonrl skips the passes of
-rows with zero advantage, which add nothing to the gradient, and the table says how many)
-and fixed lengths (EOS suppressed: every completion is 128 tokens on both sides, and
-reasonrl runs every row: the same work, so the ratio is speed alone). Reported:
+Two halves: natural lengths (EOS ends a completion, as in training; the two policies
+learn at their own pace and their lengths follow) and fixed lengths (EOS suppressed: every
+completion is 128 tokens on both sides: the same work, so the ratio is speed alone). In
+both, reasonrl runs every row through the model, as TRL does. In training it skips the
+passes of rows with zero advantage, which add nothing to the gradient
+(``skip_zero_advantage``, on by default); at these 4 steps every completion scores 0, so
+it would skip every pass and the ratio would measure the skipping, not the speed
+(``BENCH_GRPO_SKIP=1`` shows that: the natural half then skips, the table says how many
+rows). Reported:
 completion tokens per second of training (completion tokens generated / wall-clock of
 the training loop, model loading excluded), seconds per step (the sampled lengths differ
 between the sides), end-to-end wall-clock, and peak resident memory. Each half runs every
@@ -58,6 +62,7 @@ TRL_CHECKPOINTING = os.environ.get("BENCH_TRL_GRADIENT_CHECKPOINTING", "1") == "
 # AVX512-BF16), the recipe's default and what a TRL user on such a CPU turns on (TRL's own
 # default, bf16=True, would also emulate it on AVX2, many times slower); "0": fp32 both
 BF16 = os.environ.get("BENCH_GRPO_BF16", "auto")
+SKIP = os.environ.get("BENCH_GRPO_SKIP", "0") == "1"  # natural lengths: skip zero-advantage rows
 # runs of each side, taken in turn; the table shows each side's best (``best``)
 REPEATS = int(os.environ.get("BENCH_GRPO_REPEATS", 2))
 
@@ -218,9 +223,9 @@ def reasonrl_side(compiled: bool = False) -> dict:
             "false",
             "--rollout.ignore_eos",
             str(FIXED).lower(),
-            # fixed lengths compare speed at the same work: every row through the model
+            # the same work as TRL: every row through the model (module docstring)
             "--skip_zero_advantage",
-            str(not FIXED).lower(),
+            str(SKIP and not FIXED).lower(),
             "--rollout.enforce_eager",
             str(not compiled).lower(),
             *os.environ.get("BENCH_GRPO_ARGS", "").split(),  # more recipe flags, to try settings
