@@ -214,3 +214,17 @@ def test_packed_rows_give_the_same_logprobs_and_gradients(setup, row_tokens):
 def test_pack_rows_first_fit_decreasing():
     # 9 alone (longer than a row), then 6+4, 5+3+2 (the 3 fits beside the 5, the 2 too)
     assert pack_rows([5, 9, 3, 6, 4, 2], 10) == [[1], [3, 4], [0, 2, 5]]
+
+
+def test_a_pass_is_worth_more_tokens_in_half_precision():
+    """Under bf16 autocast a token costs less and a pass the same: fewer, wider passes."""
+    from reasonrl.models.logprobs import PASS_COST_TOKENS, PASS_COST_TOKENS_HALF, _pass_cost
+
+    model = torch.nn.Linear(2, 2)
+    assert _pass_cost(model) == PASS_COST_TOKENS
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _pass_cost(model) == PASS_COST_TOKENS_HALF
+    assert _pass_cost(model.to(torch.bfloat16)) == PASS_COST_TOKENS  # a plain module names no dtype
+    lengths = [128, 128, 90, 80]  # a GRPO micro-batch at natural lengths
+    assert len(length_groups(lengths, PASS_COST_TOKENS)) == 2  # 436 tokens + 2 passes
+    assert len(length_groups(lengths, PASS_COST_TOKENS_HALF)) == 1  # 512 tokens, one pass
