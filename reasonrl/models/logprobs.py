@@ -69,13 +69,14 @@ def completion_logprobs(
     n, C = batch.completion_ids.shape
     step = micro_batch or n
     head = _Head.of(model, fused_head)
+    pass_cost = _pass_cost(model)
     logps, entropies = [], []
     for start in range(0, n, step):
         rows = torch.arange(start, min(start + step, n))
         lengths = batch.completion_mask[rows].sum(-1)
         if trim_padding:
             order = torch.sort(lengths, descending=True, stable=True).indices
-            groups = length_groups(lengths[order].tolist(), _pass_cost(model), _passes_per_rank())
+            groups = length_groups(lengths[order].tolist(), pass_cost, _passes_per_rank())
         else:
             order, groups = torch.arange(len(rows)), [(0, len(rows), C)]
         prompts = _encode_prompts(model, head, batch, rows) if share_prompts else None
@@ -183,9 +184,10 @@ def _pass_cost(model) -> int:
     """``PASS_COST_TOKENS`` for the type the passes compute in: half precision (autocast
     to bf16/fp16, or a half-precision model) makes a token cheaper, not a pass."""
     half = (torch.bfloat16, torch.float16)
-    device = next(model.parameters()).device.type
+    first = next(model.parameters())
+    device = first.device.type
     autocast = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) in half
-    return PASS_COST_TOKENS_HALF if autocast or getattr(model, "dtype", None) in half else PASS_COST_TOKENS
+    return PASS_COST_TOKENS_HALF if autocast or first.dtype in half else PASS_COST_TOKENS
 
 
 def length_groups(

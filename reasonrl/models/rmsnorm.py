@@ -57,17 +57,27 @@ def _forward(self, hidden_states: Tensor) -> Tensor:
     return _RMSNorm.apply(hidden_states, self.weight, float(self.variance_epsilon))
 
 
-def _computes_llama_rmsnorm(module: torch.nn.Module) -> bool:
-    from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
-    mine, llama = type(module).forward.__code__, LlamaRMSNorm.forward.__code__
-    same = (mine.co_code, mine.co_consts, mine.co_names) == (llama.co_code, llama.co_consts, llama.co_names)
-    return same and hasattr(module, "variance_epsilon") and isinstance(module.weight, torch.nn.Parameter)
+def _code(function) -> tuple | None:
+    code = getattr(function, "__code__", None)  # None for builtins and wrapped callables
+    return None if code is None else (code.co_code, code.co_consts, code.co_names)
 
 
 def install(model: torch.nn.Module) -> int:
-    """Route ``model``'s Llama-style RMSNorms through ``_RMSNorm``; returns how many."""
-    norms = [m for m in model.modules() if "forward" not in vars(m) and _computes_llama_rmsnorm(m)]
+    """Route ``model``'s Llama-style RMSNorms through ``_RMSNorm`` (modules whose class's
+    forward is Llama's RMSNorm's bytecode, not yet routed); returns how many."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    llama = _code(LlamaRMSNorm.forward)
+    if llama is None:  # transformers swapped in a compiled or hub kernel: leave it be
+        return 0
+    norms = [
+        m
+        for m in model.modules()
+        if "forward" not in vars(m)
+        and _code(type(m).forward) == llama
+        and hasattr(m, "variance_epsilon")
+        and isinstance(m.weight, torch.nn.Parameter)
+    ]
     for module in norms:
         module.forward = types.MethodType(_forward, module)
     return len(norms)

@@ -224,7 +224,7 @@ def test_a_pass_is_worth_more_tokens_in_half_precision():
     assert _pass_cost(model) == PASS_COST_TOKENS
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert _pass_cost(model) == PASS_COST_TOKENS_HALF
-    assert _pass_cost(model.to(torch.bfloat16)) == PASS_COST_TOKENS  # a plain module names no dtype
+    assert _pass_cost(model.to(torch.bfloat16)) == PASS_COST_TOKENS_HALF  # a bf16 model, no autocast
     lengths = [128, 128, 90, 80]  # a GRPO micro-batch at natural lengths
     assert len(length_groups(lengths, PASS_COST_TOKENS)) == 2  # 436 tokens + 2 passes
     assert len(length_groups(lengths, PASS_COST_TOKENS_HALF)) == 1  # 512 tokens, one pass
